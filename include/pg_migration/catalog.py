@@ -1,0 +1,225 @@
+"""Catalog queries (named constants, ``pg_catalog``-qualified) and schema discovery.
+
+Every query here is read-only and takes no lock beyond what a catalog read takes, so it is safe
+on a production source.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
+
+from include.pg_migration import STATE_SCHEMA
+from include.pg_migration.errors import PlanError
+
+#: Schemas that are never migrated (system, toast, temp, our own state, extension-owned).
+SCHEMAS = """
+SELECT n.nspname AS schema,
+       coalesce(sum(pg_catalog.pg_total_relation_size(c.oid))
+                FILTER (WHERE c.relkind IN ('r', 'm', 'p')), 0)::bigint AS bytes,
+       count(c.oid) FILTER (WHERE c.relkind IN ('r', 'p'))::int AS tables,
+       count(c.oid)::int AS objects
+  FROM pg_catalog.pg_namespace n
+  LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid
+ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', %(state_schema)s)
+   AND n.nspname !~ '^pg_(toast|temp_)'
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                    WHERE d.classid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
+                      AND d.objid = n.oid AND d.deptype = 'e')
+ GROUP BY n.nspname
+ ORDER BY n.nspname
+"""
+
+#: Tables (plain, partitioned, partitions, inheritance parents/children, unlogged, foreign) of some schemas.
+TABLES = """
+SELECT c.oid::bigint AS oid, n.nspname AS schema, c.relname AS name, c.relkind::text AS kind,
+       c.relpersistence::text AS persistence, c.relispartition AS is_partition,
+       (pg_catalog.pg_relation_size(c.oid)
+        + coalesce(pg_catalog.pg_total_relation_size(NULLIF(c.reltoastrelid, 0)), 0))::bigint AS bytes,
+       greatest(c.reltuples, 0)::bigint AS est_rows,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k
+                WHERE k.conrelid = c.oid AND k.contype = 'p') AS has_pk,
+       (SELECT pn.nspname FROM pg_catalog.pg_inherits i
+          JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
+          JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
+         WHERE i.inhrelid = c.oid LIMIT 1) AS parent_schema
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = ANY(%(schemas)s) AND c.relkind IN ('r', 'p', 'f')
+ ORDER BY n.nspname, c.relname
+"""
+
+#: Columns a COPY moves (no dropped or generated ones), with whether binary COPY is safe for them.
+COPY_COLUMNS = """
+SELECT a.attname AS name,
+       (t.oid < 16384 AND t.typsend <> 0 AND t.typreceive <> 0
+        AND (t.typelem = 0 OR t.typelem < 16384)) AS binary_ok
+  FROM pg_catalog.pg_attribute a
+  JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+ WHERE a.attrelid = %(oid)s AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+ ORDER BY a.attnum
+"""
+
+TABLE_OID = """
+SELECT c.oid::bigint FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %(schema)s AND c.relname = %(name)s
+"""
+
+#: Indexes and constraints by the table they belong to (to hand post-data DDL to the unit loading that table).
+INDEX_OWNERS = """
+SELECT n.nspname AS schema, i.relname AS name, tn.nspname AS table_schema, t.relname AS table_name
+  FROM pg_catalog.pg_index x
+  JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = i.relnamespace
+  JOIN pg_catalog.pg_class t ON t.oid = x.indrelid
+  JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
+ WHERE n.nspname = ANY(%(schemas)s)
+"""
+
+CONSTRAINT_OWNERS = """
+SELECT n.nspname AS schema, t.relname || ' ' || k.conname AS name, k.contype::text AS type,
+       n.nspname AS table_schema, t.relname AS table_name
+  FROM pg_catalog.pg_constraint k
+  JOIN pg_catalog.pg_class t ON t.oid = k.conrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
+ WHERE n.nspname = ANY(%(schemas)s)
+"""
+
+SERVER_VERSION = "SELECT current_setting('server_version_num')::int"
+
+SEQUENCES = """
+SELECT n.nspname AS schema, c.relname AS name
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind = 'S' AND n.nspname = ANY(%(schemas)s)
+ ORDER BY 1, 2
+"""
+
+MATVIEWS = """
+SELECT n.nspname AS schema, c.relname AS name, c.relispopulated AS populated
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind = 'm' AND n.nspname = ANY(%(schemas)s)
+ ORDER BY 1, 2
+"""
+
+LARGE_OBJECTS = "SELECT oid::bigint FROM pg_catalog.pg_largeobject_metadata ORDER BY oid"
+
+DATABASE_SETTINGS = """
+SELECT r.rolname AS role, s.setconfig AS settings
+  FROM pg_catalog.pg_db_role_setting s
+  LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.setrole
+ WHERE s.setdatabase = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+ ORDER BY r.rolname NULLS FIRST
+"""
+
+#: Objects in selected schemas that depend on objects in schemas outside the selection.
+OUTSIDE_DEPENDENCIES = """
+SELECT DISTINCT n.nspname AS schema, c.relname AS object, pn.nspname AS needs_schema, p.relname AS needs_object
+  FROM pg_catalog.pg_inherits i
+  JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
+  JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
+ WHERE n.nspname = ANY(%(schemas)s) AND NOT pn.nspname = ANY(%(schemas)s)
+UNION
+SELECT DISTINCT n.nspname, c.relname || '.' || k.conname, rn.nspname, r.relname
+  FROM pg_catalog.pg_constraint k
+  JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_catalog.pg_class r ON r.oid = k.confrelid
+  JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
+ WHERE k.contype = 'f' AND n.nspname = ANY(%(schemas)s) AND NOT rn.nspname = ANY(%(schemas)s)
+ORDER BY 1, 2
+"""
+
+SYSTEM_SCHEMA = re.compile(r"^(pg_catalog|information_schema|pg_toast.*|pg_temp_.*)$")
+
+
+@dataclass
+class Table:
+    schema: str
+    name: str
+    kind: str = "r"  # r plain/child/partition, p partitioned (no data), f foreign
+    bytes: int = 0
+    est_rows: int = 0
+    has_pk: bool = True
+    is_partition: bool = False
+    persistence: str = "p"
+    parent_schema: str | None = None
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def holds_data(self) -> bool:
+        """Only plain tables hold rows of their own (a partitioned table's rows live in its partitions)."""
+        return self.kind == "r"
+
+
+@dataclass
+class Schema:
+    name: str
+    bytes: int = 0
+    objects: int = 0
+    tables: list[Table] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Schema:
+        return cls(
+            name=data["name"],
+            bytes=data.get("bytes", 0),
+            objects=data.get("objects", 0),
+            tables=[Table(**t) for t in data.get("tables", [])],
+        )
+
+
+def server_version(conn: psycopg.Connection) -> int:
+    """``server_version_num``, e.g. 150018."""
+    return conn.execute(SERVER_VERSION).fetchone()[0]
+
+
+def discover(
+    conn: psycopg.Connection,
+    include: list[str] | None = None,
+    exclude: list[str] | None = None,
+) -> list[Schema]:
+    """The schemas to migrate, with sizes and tables; unknown requested schemas raise, naming them."""
+    include = [s for s in (include or []) if s is not None]
+    exclude = [s for s in (exclude or []) if s is not None]
+    for name in include:
+        if SYSTEM_SCHEMA.match(name) or name == STATE_SCHEMA:
+            raise PlanError(f"schema {name!r} is a system schema and cannot be migrated")
+    rows = conn.execute(SCHEMAS, {"state_schema": STATE_SCHEMA}).fetchall()
+    found = {r[0]: r for r in rows}
+    missing = [s for s in include if s not in found]
+    if missing:
+        raise PlanError(
+            "schema(s) not found in the source: " + ", ".join(repr(s) for s in missing)
+            + f" (the source has: {', '.join(repr(s) for s in sorted(found)) or 'none'})"
+        )
+    unknown_excludes = [s for s in exclude if s not in found]
+    if unknown_excludes:
+        raise PlanError("exclude_schemas names schema(s) not in the source: " + ", ".join(repr(s) for s in unknown_excludes))
+    selected = [s for s in (include or sorted(found)) if s not in exclude]
+    # `public` with nothing in it is not worth a unit; any other empty schema still gets created.
+    selected = [s for s in selected if not (s == "public" and found[s][3] == 0 and "public" not in include)]
+    schemas = {s: Schema(name=s, bytes=found[s][1], objects=found[s][3]) for s in selected}
+    if schemas:
+        with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+            for row in cur.execute(TABLES, {"schemas": list(schemas)}):
+                row.pop("oid")
+                schemas[row["schema"]].tables.append(Table(**row))
+    return list(schemas.values())
+
+
+def outside_dependencies(conn: psycopg.Connection, schemas: list[str]) -> list[dict[str, str]]:
+    """Inheritance parents and FK targets that live outside the selected schemas."""
+    with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        return cur.execute(OUTSIDE_DEPENDENCIES, {"schemas": schemas}).fetchall()

@@ -1,0 +1,359 @@
+"""Schema phases: pre-data (all definitions, once, before any data) and post-data (what spans tables).
+
+Pre-data runs ``pg_dump --section=pre-data`` of every selected schema at once, from the run's
+snapshot, and applies it to the target in ONE transaction: selected schemas are dropped and
+re-created (``public`` is merged into, never dropped), so a retry, or a re-run, starts from a clean
+slate and a failure leaves the target as it was. One restore of all schemas resolves every
+cross-schema dependency (a child whose parent lives elsewhere, a view over another schema, a
+partition in another schema), whatever order the data units run in later.
+
+It also dumps post-data and stores every entry in ``_pg_migration.ddl`` with the table it belongs
+to: the data unit that loads a table builds that table's indexes and keys; post-data applies the
+rest in dump order (foreign keys, triggers, index attachments, rules, policies) after all data,
+then sets sequences, refreshes materialized views, carries database-level settings over and
+analyzes partitioned parents. Every post-data step checks whether its object already exists, so
+the phase can be retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from include.pg_migration import catalog, state
+from include.pg_migration.conn import Endpoint
+from include.pg_migration.copy import ddl_exists
+from include.pg_migration.errors import MigrationError, UnitFailed
+from include.pg_migration.pgtools import Entry, dump_schema, settings_for_target, split_entries
+from include.pg_migration.sessions import SOURCE_SETTINGS, apply_settings, open_source_snapshot
+
+log = logging.getLogger(__name__)
+
+#: Entry types that a data unit builds for the table it loaded.
+UNIT_KINDS = ("INDEX", "CONSTRAINT")
+
+EXTENSIONS = """
+SELECT e.extname, n.nspname AS schema
+  FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+ WHERE e.extname <> 'plpgsql'
+ ORDER BY e.oid
+"""
+
+TRIGGER_OWNERS = """
+SELECT n.nspname AS schema, c.relname || ' ' || t.tgname AS name, n.nspname AS table_schema, c.relname AS table_name
+  FROM pg_catalog.pg_trigger t
+  JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE NOT t.tgisinternal AND n.nspname = ANY(%(schemas)s)
+"""
+
+TARGET_SCHEMAS = "SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname = ANY(%(schemas)s)"
+
+PUBLIC_RELATION_KIND = """
+SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+                      WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = 'public' AND c.relname = %(name)s AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                    WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid AND d.deptype = 'e')
+"""
+
+PUBLIC_ROUTINES = """
+SELECT p.oid::pg_catalog.regprocedure::text
+  FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname = 'public' AND p.proname = %(name)s
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                    WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e')
+"""
+
+PUBLIC_TYPE = """
+SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END
+  FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+ WHERE n.nspname = 'public' AND t.typname = %(name)s AND t.typtype IN ('c', 'd', 'e', 'r', 'm')
+   AND (t.typrelid = 0 OR (SELECT relkind FROM pg_catalog.pg_class WHERE oid = t.typrelid) = 'c')
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                    WHERE d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.objid = t.oid AND d.deptype = 'e')
+"""
+
+FK_TABLE_KIND = """
+SELECT c.relkind::text FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %(schema)s AND c.relname = %(name)s
+"""
+
+PARTITIONED_TABLES = """
+SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind = 'p' AND n.nspname = ANY(%(schemas)s)
+"""
+
+
+def _missing_role(exc: psycopg.Error) -> str | None:
+    m = re.search(r'role "([^"]+)" does not exist', str(exc))
+    return m.group(1) if m else None
+
+
+def _settings_known(conn: psycopg.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM pg_catalog.pg_settings")}
+
+
+def run_pre_data(source: Endpoint, target: Endpoint, run_id: str, app: str) -> dict[str, Any]:
+    """Apply every selected schema's definitions to the target in one transaction; store post-data."""
+    with target.connect(app) as tgt:
+        run = state.get_run(tgt, run_id)
+        if run is None:
+            raise MigrationError(f"run {run_id!r} is not registered on the target (the plan task registers it)")
+        schemas: list[str] = run["plan"]["schemas"]
+        snapshot = run["snapshot_id"] if run["consistent"] else None
+        resume = bool(run["params"].get("resume"))
+        existing = {r[0] for r in tgt.execute(TARGET_SCHEMAS, {"schemas": schemas})}
+
+        src = open_source_snapshot(source, app, snapshot)
+        with src:
+            version = catalog.server_version(src)
+            snapshot_for_dump = snapshot or src.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()[0]
+            owners = _owners(src, schemas)
+            extensions = src.execute(EXTENSIONS).fetchall()
+            matviews = src.execute(catalog.MATVIEWS, {"schemas": schemas}).fetchall()
+            apply_schemas = [s for s in schemas if not (resume and s in existing)] if resume else schemas
+            pre_text = dump_schema(source, apply_schemas, "pre-data", snapshot_for_dump, version, app) if apply_schemas else ""
+            post_text = dump_schema(source, schemas, "post-data", snapshot_for_dump, version, app)
+
+        warnings: list[str] = []
+        if apply_schemas:
+            preamble, entries = split_entries(pre_text)
+            warnings += _apply_pre_data(tgt, apply_schemas, existing, preamble, entries, extensions)
+        else:
+            log.info("resume: every selected schema already exists on the target; pre-data kept as is")
+        _, post_entries = split_entries(post_text)
+        count = _store_post_data(tgt, run_id, post_entries, owners, matviews)
+        detail = {"schemas": apply_schemas, "kept_by_resume": sorted(set(schemas) - set(apply_schemas)),
+                  "warnings": warnings, "post_data_entries": count}
+        state.set_phase(tgt, run_id, "pre-data", "done", detail)
+        for w in warnings:
+            log.warning("pre-data: %s", w)
+        return detail
+
+
+def _owners(src: psycopg.Connection, schemas: list[str]) -> dict[tuple[str, str, str], tuple[str, str]]:
+    """(kind, schema, TOC name) -> (table schema, table name) for indexes, constraints and triggers."""
+    owners: dict[tuple[str, str, str], tuple[str, str]] = {}
+    for row in src.execute(catalog.INDEX_OWNERS, {"schemas": schemas}):
+        owners[("INDEX", row[0], row[1])] = (row[2], row[3])
+    for row in src.execute(catalog.CONSTRAINT_OWNERS, {"schemas": schemas}):
+        kind = "FK CONSTRAINT" if row[2] == "f" else ("CHECK CONSTRAINT" if row[2] == "c" else "CONSTRAINT")
+        owners[(kind, row[0], row[1])] = (row[3], row[4])
+    for row in src.execute(TRIGGER_OWNERS, {"schemas": schemas}):
+        owners[("TRIGGER", row[0], row[1])] = (row[2], row[3])
+    return owners
+
+
+def _apply_pre_data(tgt: psycopg.Connection, schemas: list[str], existing: set[str], preamble: list[str],
+                    entries: list[Entry], extensions: list[tuple[str, str]]) -> list[str]:
+    warnings: list[str] = []
+    known = _settings_known(tgt)
+    with tgt.transaction():
+        for line in settings_for_target(preamble, known):
+            tgt.execute(line)
+        # Clear what a previous attempt or run left: the whole schema, or (public) the objects we re-create.
+        for schema in schemas:
+            if schema == "public":
+                _clear_public(tgt, entries)
+            elif schema in existing:
+                tgt.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+        tgt.execute(state.q("DELETE FROM {s}.tables WHERE schema_name = ANY(%s)"), (schemas,))
+        schema_entries = [e for e in entries if e.type == "SCHEMA"]
+        for entry in schema_entries:
+            if entry.name == "public":
+                continue  # exists on every target, owned by pg_database_owner: merge into it
+            _execute(tgt, entry)
+        for extname, ext_schema in extensions:
+            _create_extension(tgt, extname, ext_schema)
+        for entry in entries:
+            if entry.type == "SCHEMA":
+                continue
+            if entry.type == "ACL" or (entry.type == "COMMENT" and entry.name.startswith("SCHEMA ")):
+                # Grants to roles missing on the target are reported by name, never fatal; a
+                # REVOKE ... FROM PUBLIC always applies (it names no role).
+                try:
+                    with tgt.transaction():
+                        tgt.execute(entry.sql)
+                except psycopg.Error as exc:
+                    role = _missing_role(exc)
+                    what = f"{entry.type} on {entry.schema + '.' if entry.schema else ''}{entry.name}"
+                    warnings.append(f"{what} not applied: role {role!r} does not exist on the target"
+                                    if role else f"{what} not applied: {str(exc).strip().splitlines()[0]}")
+                continue
+            _execute(tgt, entry)
+    return warnings
+
+
+def _execute(tgt: psycopg.Connection, entry: Entry) -> None:
+    try:
+        with tgt.transaction():
+            tgt.execute(entry.sql)
+    except psycopg.Error as exc:
+        where = f"{entry.schema}.{entry.name}" if entry.schema else entry.name
+        raise UnitFailed(f"pre-data: cannot create {entry.type} {where} on the target: "
+                         f"{str(exc).strip().splitlines()[0]}") from None
+
+
+def _create_extension(tgt: psycopg.Connection, extname: str, ext_schema: str) -> None:
+    have = tgt.execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = %s", (extname,)).fetchone()
+    if have:
+        return
+    if not tgt.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", (ext_schema,)).fetchone():
+        stmt = sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(extname))
+    else:
+        stmt = sql.SQL("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {}").format(sql.Identifier(extname), sql.Identifier(ext_schema))
+    try:
+        with tgt.transaction():
+            tgt.execute(stmt)
+    except psycopg.Error as exc:
+        raise UnitFailed(
+            f"pre-data: extension {extname!r} (used by the source) cannot be created on the target: "
+            f"{str(exc).strip().splitlines()[0]}. Ask the target's administrator to create it "
+            "(on Aurora: allowed by rds.allowed_extensions), then retry."
+        ) from None
+
+
+def _clear_public(tgt: psycopg.Connection, entries: list[Entry]) -> None:
+    """Drop the objects of ``public`` that the dump re-creates (never the schema, never extension objects)."""
+    for entry in entries:
+        if entry.schema != "public":
+            continue
+        if entry.type in ("TABLE", "VIEW", "MATERIALIZED VIEW", "SEQUENCE", "FOREIGN TABLE"):
+            row = tgt.execute(PUBLIC_RELATION_KIND, {"name": entry.name}).fetchone()
+            if row:
+                tgt.execute(sql.SQL("DROP {} IF EXISTS {} CASCADE").format(sql.SQL(row[0]), sql.Identifier("public", entry.name)))
+        elif entry.type in ("FUNCTION", "PROCEDURE", "AGGREGATE"):
+            for (signature,) in tgt.execute(PUBLIC_ROUTINES, {"name": entry.name.split("(")[0]}).fetchall():
+                kind = "AGGREGATE" if entry.type == "AGGREGATE" else "ROUTINE"
+                tgt.execute(sql.SQL("DROP {} IF EXISTS {} CASCADE").format(sql.SQL(kind), sql.SQL(signature)))
+        elif entry.type in ("TYPE", "DOMAIN"):
+            row = tgt.execute(PUBLIC_TYPE, {"name": entry.name}).fetchone()
+            if row:
+                tgt.execute(sql.SQL("DROP {} IF EXISTS {} CASCADE").format(sql.SQL(row[0]), sql.Identifier("public", entry.name)))
+
+
+def _store_post_data(tgt: psycopg.Connection, run_id: str, entries: list[Entry],
+                     owners: dict[tuple[str, str, str], tuple[str, str]], matviews: list[tuple]) -> int:
+    rows = []
+    for seq, entry in enumerate(entries, start=1):
+        table = owners.get((entry.type, entry.schema or "", entry.name), (None, None))
+        rows.append((run_id, seq, entry.type, entry.schema, entry.name, table[0], table[1], entry.sql))
+    seq = len(rows)
+    for schema, name, populated in matviews:
+        if populated:
+            seq += 1
+            stmt = sql.SQL("REFRESH MATERIALIZED VIEW {}").format(sql.Identifier(schema, name)).as_string(tgt)
+            rows.append((run_id, seq, "MATVIEW REFRESH", schema, name, None, None, stmt))
+    with tgt.transaction():
+        tgt.execute(state.q("DELETE FROM {s}.ddl WHERE run_id = %s"), (run_id,))
+        with tgt.cursor() as cur:
+            cur.executemany(
+                state.q("""INSERT INTO {s}.ddl (run_id, seq, kind, schema_name, name, table_schema, table_name, statement)
+                           VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"""),
+                rows,
+            )
+    return len(rows)
+
+
+# -- post-data ---------------------------------------------------------------------------------------
+
+def run_post_data(source: Endpoint, target: Endpoint, run_id: str, app: str) -> dict[str, Any]:
+    """Apply the remaining post-data entries, set sequences, carry settings over, analyze."""
+    failures: list[str] = []
+    warnings: list[str] = []
+    with target.connect(app, autocommit=True) as tgt:
+        run = state.get_run(tgt, run_id)
+        consistent = run["consistent"]
+        schemas = run["plan"]["schemas"]
+        apply_settings(tgt, {"maintenance_work_mem": "512MB"})
+        with tgt.cursor(row_factory=dict_row) as cur:
+            entries = cur.execute(state.q("SELECT * FROM {s}.ddl WHERE run_id = %s ORDER BY seq"), (run_id,)).fetchall()
+        not_valid: list[dict[str, Any]] = []
+        for entry in entries:
+            if entry["applied_at"] is not None and entry["kind"] != "MATVIEW REFRESH":
+                continue
+            if ddl_exists(tgt, entry):
+                _mark(tgt, run_id, entry)
+                continue
+            statement = entry["statement"]
+            if entry["kind"] == "FK CONSTRAINT" and not consistent and _fk_can_be_not_valid(tgt, entry):
+                statement = re.sub(r";\s*$", " NOT VALID;", statement)
+                not_valid.append(entry)
+            try:
+                with tgt.transaction():
+                    tgt.execute(statement)
+                _mark(tgt, run_id, entry)
+            except psycopg.Error as exc:
+                failures.append(f"{entry['kind']} {entry['schema_name']}.{entry['name']}: {str(exc).strip().splitlines()[0]}")
+        for entry in not_valid:  # per-unit snapshots: validate cross-table keys now, name violations
+            conname = entry["name"][len(entry["table_name"]) + 1:]
+            try:
+                tgt.execute(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
+                    sql.Identifier(entry["table_schema"], entry["table_name"]), sql.Identifier(conname)))
+            except psycopg.Error as exc:
+                failures.append(f"foreign key {entry['table_schema']}.{entry['table_name']}.{conname} is violated "
+                                f"(rows changed between unit snapshots): {str(exc).strip().splitlines()[0]}")
+        sequences = _set_sequences(source, tgt, schemas, app)
+        warnings += _database_settings(source, target, tgt, app)
+        for schema, table in tgt.execute(PARTITIONED_TABLES, {"schemas": schemas}).fetchall():
+            tgt.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(schema, table)))
+        detail = {"failures": failures, "warnings": warnings, "sequences": sequences, "not_valid_fks": len(not_valid)}
+        state.set_phase(tgt, run_id, "post-data", "failed" if failures else "done", detail)
+    for w in warnings:
+        log.warning("post-data: %s", w)
+    if failures:
+        raise UnitFailed(f"post-data: {len(failures)} statement(s) failed: " + "; ".join(failures))
+    return detail
+
+
+def _mark(tgt: psycopg.Connection, run_id: str, entry: dict[str, Any]) -> None:
+    tgt.execute(state.q("UPDATE {s}.ddl SET applied_at = now() WHERE run_id = %s AND seq = %s"), (run_id, entry["seq"]))
+
+
+def _fk_can_be_not_valid(tgt: psycopg.Connection, entry: dict[str, Any]) -> bool:
+    if not entry.get("table_name"):
+        return False
+    row = tgt.execute(FK_TABLE_KIND, {"schema": entry["table_schema"], "name": entry["table_name"]}).fetchone()
+    return bool(row) and row[0] == "r"  # NOT VALID FKs on partitioned tables need PostgreSQL 18
+
+
+def _set_sequences(source: Endpoint, tgt: psycopg.Connection, schemas: list[str], app: str) -> list[dict[str, Any]]:
+    """Sequences are not transactional: copy their current value (>= anything the copied rows used)."""
+    out = []
+    with source.connect(app, autocommit=True) as src:
+        apply_settings(src, SOURCE_SETTINGS)
+        for schema, name in src.execute(catalog.SEQUENCES, {"schemas": schemas}).fetchall():
+            seq = sql.Identifier(schema, name)
+            last_value, is_called = src.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(seq)).fetchone()
+            tgt.execute("SELECT pg_catalog.setval(%s::regclass, %s, %s)",
+                        (sql.Identifier(schema, name).as_string(tgt), last_value, is_called))
+            out.append({"schema": schema, "name": name, "value": last_value, "is_called": is_called})
+    return out
+
+
+def _database_settings(source: Endpoint, target: Endpoint, tgt: psycopg.Connection, app: str) -> list[str]:
+    """``ALTER DATABASE ... SET`` and ``ALTER ROLE ... IN DATABASE ... SET`` of the source database."""
+    warnings: list[str] = []
+    with source.connect(app, autocommit=True) as src:
+        rows = src.execute(catalog.DATABASE_SETTINGS).fetchall()
+    db = sql.Identifier(target.dbname)
+    for role, settings in rows:
+        for item in settings or []:
+            name, _, value = item.partition("=")
+            target_clause = (sql.SQL("DATABASE {}").format(db) if role is None
+                             else sql.SQL("ROLE {} IN DATABASE {}").format(sql.Identifier(role), db))
+            try:
+                with tgt.transaction():
+                    tgt.execute("SELECT pg_catalog.set_config(%s, %s, true)", (name, value))
+                    tgt.execute(sql.SQL("ALTER {} SET {} FROM CURRENT").format(target_clause, sql.Identifier(name)))
+            except psycopg.Error as exc:
+                who = "database" if role is None else f"role {role!r} in database"
+                warnings.append(f"{who} setting {name}={value} not applied: {str(exc).strip().splitlines()[0]}")
+    return warnings

@@ -1,0 +1,83 @@
+"""Planning: turn discovered schemas into units of work, largest first.
+
+A :class:`Unit` is the contract between the plan, the DAG (which maps over units) and the worker
+(which runs one). It is a small JSON-able record; the worker reads its definition from the
+target's state tables by ``run_id`` + ``unit_id``, so only the id travels to a container.
+
+Ordering never depends on which parallel unit finishes first: all DDL that defines tables is
+applied once before any data unit (pre-data), every data unit only fills tables and builds the
+indexes/keys of the tables it filled, and everything that spans tables (foreign keys, triggers,
+index attachments, materialized-view data) is applied after every data unit (post-data).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from include.pg_migration.catalog import Schema
+
+MIN_UNIT_BYTES = 32 * 1024 * 1024
+
+
+@dataclass
+class Unit:
+    unit_id: str
+    schema: str
+    tables: list[str] = field(default_factory=list)
+    bytes: int = 0
+    part: int = 1
+    parts: int = 1
+    kind: str = "data"
+
+    @property
+    def label(self) -> str:
+        return self.schema if self.parts == 1 else f"{self.schema} [{self.part}/{self.parts}]"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["label"] = self.label
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Unit:
+        return cls(**{k: v for k, v in data.items() if k != "label"})
+
+
+def unit_target_bytes(schemas: list[Schema], pool_size: int) -> int:
+    """Size above which a schema is split: about a third of one slot's fair share, at least 32 MB."""
+    total = sum(t.bytes for s in schemas for t in s.tables if t.holds_data)
+    return max(MIN_UNIT_BYTES, math.ceil(total / max(1, pool_size * 3)))
+
+
+def plan_units(schemas: list[Schema], pool_size: int = 4, split_bytes: int | None = None) -> list[Unit]:
+    """Units largest first. A schema bigger than ``split_bytes`` is split by tables (LPT packing)."""
+    limit = split_bytes or unit_target_bytes(schemas, pool_size)
+    units: list[Unit] = []
+    for schema in schemas:
+        tables = sorted((t for t in schema.tables if t.holds_data), key=lambda t: (-t.bytes, t.name))
+        if not tables:
+            continue
+        size = sum(t.bytes for t in tables)
+        parts = min(len(tables), max(1, math.ceil(size / limit)))
+        bins: list[list[Any]] = [[0, []] for _ in range(parts)]
+        for table in tables:  # longest processing time first: each table to the lightest bin
+            lightest = min(bins, key=lambda b: b[0])
+            lightest[0] += table.bytes
+            lightest[1].append(table.name)
+        bins.sort(key=lambda b: -b[0])
+        for i, (nbytes, names) in enumerate(bins, start=1):
+            unit_id = schema.name if parts == 1 else f"{schema.name}#{i}"
+            units.append(Unit(unit_id=unit_id, schema=schema.name, tables=names, bytes=nbytes, part=i, parts=parts))
+    units.sort(key=lambda u: (-u.bytes, u.unit_id))
+    return units
+
+
+def predicted_makespan(units: list[Unit], pool_size: int, bytes_per_second: float) -> float:
+    """Greedy list scheduling of units (largest first) on ``pool_size`` slots: predicted seconds."""
+    slots = [0.0] * max(1, pool_size)
+    for unit in sorted(units, key=lambda u: -u.bytes):
+        i = slots.index(min(slots))
+        slots[i] += unit.bytes / max(bytes_per_second, 1.0)
+    return max(slots) if units else 0.0
