@@ -10,13 +10,14 @@ VPY    := $(VENV)/bin/python
 STAMP  := $(VENV)/.make-venv.stamp
 PIP_FLAGS := --disable-pip-version-check --no-input --quiet
 
-.PHONY: help venv pg demo test lint bench stack clean-local
+.PHONY: help venv pg demo test test-slow lint bench stack clean-local
 
 help:
 	@echo "make venv         create/update .venv (requirements-dev.txt pinned by constraints.txt)"
 	@echo "make pg           start the local PostgreSQL servers (source 55432, target 55433, pg18 55434)"
 	@echo "make demo         load the demo warehouse and run the migration DAG (scripts/demo.py)"
 	@echo "make test         run the test suite (pytest -q)"
+	@echo "make test-slow    run only the tests marked slow (pytest -q -m slow)"
 	@echo "make lint         ruff check ."
 	@echo "make bench        run the benchmark (bench/run.py)"
 	@echo "make stack        local Airflow (bin/airflow standalone, UI on :8080)"
@@ -41,6 +42,9 @@ demo: venv pg
 
 test: venv pg
 	"$(VPY)" -m pytest -q
+
+test-slow: venv pg
+	"$(VPY)" -m pytest -q -m slow
 
 lint: venv
 	"$(VENV)/bin/ruff" check .

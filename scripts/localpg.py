@@ -579,7 +579,8 @@ def _write_config(st: dict[str, Any]) -> None:
 
 def _write_marker(spec: Spec, state: str) -> None:
     marker = {"format": MARKER_FORMAT, "name": spec.name, "major": spec.major, "port": spec.port,
-              "state": state, "created_by": "scripts/localpg.py", "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+              "state": state, "created_by": "scripts/localpg.py",
+              "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     _atomic_write(LOCAL_PG / spec.name / MARKER_NAME, json.dumps(marker, indent=2) + "\n")
 
 
@@ -610,7 +611,7 @@ def _initdb(spec: Spec, bindir: Path, entry: dict[str, str]) -> None:
         pwfile.unlink(missing_ok=True)
 
 
-def _start(st: dict[str, Any], bindir: Path) -> None:
+def _check_port_free(st: dict[str, Any]) -> None:
     spec = st["spec"]
     if _port_in_use(spec.port):
         who = _who_listens(spec.port)
@@ -618,6 +619,11 @@ def _start(st: dict[str, Any], bindir: Path) -> None:
             f"port {spec.port} on {HOST} is already in use by another server, not by localpg's "
             f"{spec.name!r} server in {st['data']}" + (f" ({who})" if who else "")
             + ": stop that server (another checkout? run its `scripts/localpg.py down --all`) and retry")
+
+
+def _start(st: dict[str, Any], bindir: Path) -> None:
+    spec = st["spec"]
+    _check_port_free(st)
     _write_config(st)
     uid, gid = _owner_ids()
     if not st["log"].exists():
@@ -705,6 +711,7 @@ def _up_one(name: str, reinit: bool) -> Server:
         st = _state(spec)
 
     if st["version"] is None:
+        _check_port_free(st)  # before creating anything
         entry = _credentials_for(name, create=True)
         assert entry is not None
         _initdb(spec, bindir, entry)
@@ -791,7 +798,8 @@ def drop_database(server: Server, name: str) -> None:
     if has_subs and row[0]:
         with _admin_conn(server, name) as conn:
             subs = [r[0] for r in conn.execute(
-                "SELECT subname FROM pg_subscription WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())")]
+                "SELECT subname FROM pg_subscription"
+                " WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())")]
             for sub in subs:
                 ident = sql.Identifier(sub)
                 conn.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident))
