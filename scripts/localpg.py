@@ -84,6 +84,10 @@ class LocalPgError(RuntimeError):
     """A local server cannot be used as it is (the message says why and what to do)."""
 
 
+class _Unusable(LocalPgError):
+    """Our cluster, but its stored passwords are missing or do not work (fixed by --reinit)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Spec:
     name: str
@@ -648,19 +652,29 @@ def _stop(st: dict[str, Any]) -> None:
     _say(f"stopped {spec.name!r} (port {spec.port})")
 
 
-def _bootstrap_roles(server: Server) -> None:
-    """Roles of a freshly created cluster (and, for source/target, the demo databases)."""
+def _sync_roles(server: Server) -> None:
+    """Create or repair (attributes, password, memberships) aurora_admin and migrator."""
     from psycopg import sql
 
+    roles = [
+        (server.admin_user, server.admin_password, "CREATEDB CREATEROLE NOSUPERUSER NOREPLICATION",
+         ["pg_create_subscription"] if server.major >= 16 else []),
+        (server.migrator_user, server.migrator_password,
+         "NOCREATEDB NOCREATEROLE NOSUPERUSER REPLICATION", ["pg_read_all_data"]),
+    ]
     with _admin_conn(server) as conn:
-        conn.execute(sql.SQL(
-            "CREATE ROLE {} LOGIN PASSWORD {} CREATEDB CREATEROLE NOSUPERUSER NOREPLICATION"
-        ).format(sql.Identifier(server.admin_user), sql.Literal(server.admin_password)))
-        if server.major >= 16:
-            conn.execute(sql.SQL("GRANT pg_create_subscription TO {}").format(sql.Identifier(server.admin_user)))
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {} REPLICATION NOSUPERUSER").format(
-            sql.Identifier(server.migrator_user), sql.Literal(server.migrator_password)))
-        conn.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(server.migrator_user)))
+        for role, password, attrs, member_of in roles:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            verb = "ALTER ROLE {} WITH" if exists else "CREATE ROLE {}"
+            conn.execute(sql.SQL(verb + " LOGIN PASSWORD {} " + attrs).format(
+                sql.Identifier(role), sql.Literal(password)))
+            for group in member_of:
+                conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(role)))
+
+
+def _bootstrap_roles(server: Server) -> None:
+    """Roles of a freshly created cluster (and, for source/target, the demo databases)."""
+    _sync_roles(server)
     if server.name == "source":
         create_database(server, DEMO_DB)
     elif server.name == "target":
@@ -669,15 +683,24 @@ def _bootstrap_roles(server: Server) -> None:
 
 
 def _check_login(server: Server) -> None:
+    """The stored passwords work: superuser (else _Unusable), then the other roles (repaired)."""
     import psycopg
 
     try:
         with _admin_conn(server):
             pass
     except psycopg.OperationalError as exc:
-        raise LocalPgError(f"cannot log in to {server.name!r} on port {server.port} with the password in "
-                           f"{CREDENTIALS_FILE}: {str(exc).strip()}\nRe-create it with "
-                           "`scripts/localpg.py up --reinit` (destroys its data)") from exc
+        raise _Unusable(f"cannot log in to {server.name!r} on port {server.port} with the password in "
+                        f"{CREDENTIALS_FILE}: {str(exc).strip()}\nRe-create it with "
+                        "`scripts/localpg.py up --reinit` (destroys its data)") from exc
+    for user in (server.admin_user, server.migrator_user):
+        try:
+            with psycopg.connect(server.dsn("postgres", user=user, connect_timeout=10)):
+                pass
+        except psycopg.OperationalError:
+            _say(f"{server.name!r}: role {user} missing or its password changed; repairing it")
+            _sync_roles(server)
+            return
 
 
 def _admin_conn(server: Server, dbname: str = "postgres"):
@@ -687,6 +710,17 @@ def _admin_conn(server: Server, dbname: str = "postgres"):
 
 
 def _up_one(name: str, reinit: bool) -> Server:
+    try:
+        return _up_one_attempt(name, reinit)
+    except _Unusable as exc:
+        if not reinit:
+            raise
+        _say(f"{exc.args[0].splitlines()[0]}\n--reinit given: re-creating {name!r}")
+        _remove_cluster(_state(SPECS[name]))
+        return _up_one_attempt(name, reinit)
+
+
+def _up_one_attempt(name: str, reinit: bool) -> Server:
     spec = SPECS[name]
     bindir = bindir_for(spec.major)
     st = _state(spec)
@@ -705,10 +739,6 @@ def _up_one(name: str, reinit: bool) -> Server:
             _say(f"{st['problem']}: --reinit given, removing {st['base']}")
         _remove_cluster(st)
         st = _state(spec)
-    elif reinit and st["version"]:
-        _say(f"--reinit: removing {name!r} in {st['base']}")
-        _remove_cluster(st)
-        st = _state(spec)
 
     if st["version"] is None:
         _check_port_free(st)  # before creating anything
@@ -719,7 +749,7 @@ def _up_one(name: str, reinit: bool) -> Server:
         fresh = True
     entry = _credentials_for(name, create=False)
     if entry is None:
-        raise LocalPgError(f"{name!r} exists but its passwords are missing from {CREDENTIALS_FILE}; "
+        raise _Unusable(f"{name!r} exists but its passwords are missing from {CREDENTIALS_FILE}; "
                            "re-create it with `scripts/localpg.py up --reinit` (destroys its data)")
     server = _server(spec, entry, bindir)
 
@@ -740,35 +770,14 @@ def _up_one(name: str, reinit: bool) -> Server:
 
 
 def ensure_up(pg18: bool = False, *, reinit: bool = False) -> dict[str, Server]:
-    """Start (creating on first use) source and target, and pg18 when asked; idempotent and fast
-    when they already run. Returns {"source": Server, "target": Server[, "pg18": Server]}.
+    """Start (creating on first use) source and target, and pg18 when asked.
+
+    Idempotent; ~0.1 s when they already run (checks that each accepts its stored passwords).
+    Returns {"source": Server, "target": Server[, "pg18": Server]}.
     Raises LocalPgError with an explanation when a server cannot be used."""
     names = [*DEFAULT_SERVERS, *(["pg18"] if pg18 else [])]
-    # fast path: everything running and known -> no lock, no subprocess
-    servers = _fast_path(names) if not reinit else None
-    if servers is not None:
-        return servers
     with _lock():
         return {name: _up_one(name, reinit) for name in names}
-
-
-def _fast_path(names: list[str]) -> dict[str, Server] | None:
-    try:
-        creds = _load_credentials()
-    except LocalPgError:
-        return None
-    out = {}
-    for name in names:
-        spec = SPECS[name]
-        st = _state(spec)
-        if (st["problem"] or not st["running"] or st["running"][1] != spec.port or name not in creds
-                or (st["marker"] or {}).get("state") != "ready"):
-            return None
-        bindir = PG15_BINDIR if spec.major == 15 else _embedded_bindir()
-        if bindir is None or not (bindir / "postgres").exists():
-            return None
-        out[name] = _server(spec, creds[name], bindir)
-    return out
 
 
 def down(include_pg18: bool = False) -> None:
@@ -917,6 +926,8 @@ def _status_lines() -> list[str]:
             state = f"PROBLEM: {st['problem']}"
         elif st["version"] is None:
             state = "not created"
+        elif (st["marker"] or {}).get("state") != "ready":
+            state = "incomplete (re-created by the next `up`)"
         elif st["running"]:
             state = f"running (pid {st['running'][0]})"
         else:
@@ -944,7 +955,8 @@ def main(argv: list[str] | None = None) -> int:
     p_up = sub.add_parser("up", help="start source+target (creating them on first use)")
     p_up.add_argument("--pg18", action="store_true", help="also start the PostgreSQL 18 server (port 55434)")
     p_up.add_argument("--reinit", action="store_true",
-                      help="re-create clusters that cannot be used as they are (DESTROYS their data)")
+                      help="re-create the clusters that cannot be used as they are: foreign or wrong-version "
+                           "data dir, lost or wrong passwords (DESTROYS their data)")
     p_down = sub.add_parser("down", help="stop source+target")
     p_down.add_argument("--all", action="store_true", help="also stop pg18")
     sub.add_parser("status", help="show the servers")
