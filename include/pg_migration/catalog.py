@@ -201,12 +201,15 @@ def discover(
     missing = [s for s in include if s not in found]
     if missing:
         raise PlanError(
-            "schema(s) not found in the source: " + ", ".join(repr(s) for s in missing)
+            "schema(s) not found in the source: "
+            + ", ".join(repr(s) for s in missing)
             + f" (the source has: {', '.join(repr(s) for s in sorted(found)) or 'none'})"
         )
     unknown_excludes = [s for s in exclude if s not in found]
     if unknown_excludes:
-        raise PlanError("exclude_schemas names schema(s) not in the source: " + ", ".join(repr(s) for s in unknown_excludes))
+        raise PlanError(
+            "exclude_schemas names schema(s) not in the source: " + ", ".join(repr(s) for s in unknown_excludes)
+        )
     selected = [s for s in (include or sorted(found)) if s not in exclude]
     # `public` with nothing in it is not worth a unit; any other empty schema still gets created.
     selected = [s for s in selected if not (s == "public" and found[s][3] == 0 and "public" not in include)]

@@ -114,7 +114,9 @@ class Endpoint:
                 info[key] = getattr(self, key)
         return info
 
-    def connect(self, application_name: str = "pg_migration", autocommit: bool = False, **kwargs: Any) -> psycopg.Connection:
+    def connect(
+        self, application_name: str = "pg_migration", autocommit: bool = False, **kwargs: Any
+    ) -> psycopg.Connection:
         """Open a session; failures name the endpoint (never the password)."""
         try:
             return psycopg.connect(**self.conninfo(application_name), autocommit=autocommit, **kwargs)

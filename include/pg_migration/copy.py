@@ -76,8 +76,16 @@ def ident(schema: str, name: str) -> sql.Identifier:
     return sql.Identifier(schema, name)
 
 
-def copy_table(src: psycopg.Connection, tgt: psycopg.Connection, schema: str, table: str, run_id: str,
-               unit_id: str, snapshot_id: str | None, allow_binary: bool) -> TableResult:
+def copy_table(
+    src: psycopg.Connection,
+    tgt: psycopg.Connection,
+    schema: str,
+    table: str,
+    run_id: str,
+    unit_id: str,
+    snapshot_id: str | None,
+    allow_binary: bool,
+) -> TableResult:
     """Copy one table in one target transaction (see module doc). Raises UnitFailed naming it."""
     started = time.monotonic()
     name = ident(schema, table)
@@ -98,7 +106,11 @@ def copy_table(src: psycopg.Connection, tgt: psycopg.Connection, schema: str, ta
             # A reload after post-data ran (resume): FKs would block TRUNCATE and triggers would
             # rewrite rows. Post-data puts the FKs back; triggers are re-enabled in this transaction.
             for fk_schema, fk_table, conname in tgt.execute(FKS_TOUCHING, {"oid": tgt_oid[0]}).fetchall():
-                tgt.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(ident(fk_schema, fk_table), sql.Identifier(conname)))
+                tgt.execute(
+                    sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
+                        ident(fk_schema, fk_table), sql.Identifier(conname)
+                    )
+                )
             triggers = tgt.execute(HAS_USER_TRIGGERS, {"oid": tgt_oid[0]}).fetchone()[0]
             if triggers:
                 tgt.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER USER").format(name))
@@ -123,13 +135,30 @@ def copy_table(src: psycopg.Connection, tgt: psycopg.Connection, schema: str, ta
             result.seconds = time.monotonic() - started
             tgt.execute(
                 state.q(state.RECORD_TABLE),
-                (schema, table, run_id, unit_id, snapshot_id, result.source_rows, result.target_rows,
-                 result.bytes, result.format, result.seconds),
+                (
+                    schema,
+                    table,
+                    run_id,
+                    unit_id,
+                    snapshot_id,
+                    result.source_rows,
+                    result.target_rows,
+                    result.bytes,
+                    result.format,
+                    result.seconds,
+                ),
             )
     except psycopg.Error as exc:
         raise UnitFailed(f"table {schema}.{table}: {_pg_message(exc)}") from exc
-    log.info("%s.%s: %d rows, %.1f MB %s in %.1fs", schema, table, result.source_rows,
-             result.bytes / 1e6, result.format, result.seconds)
+    log.info(
+        "%s.%s: %d rows, %.1f MB %s in %.1fs",
+        schema,
+        table,
+        result.source_rows,
+        result.bytes / 1e6,
+        result.format,
+        result.seconds,
+    )
     return result
 
 
@@ -192,8 +221,10 @@ class IndexBuilder:
         for entry in entries:
             if not ddl_exists(conn, entry):
                 conn.execute(entry["statement"])
-            conn.execute(state.q("UPDATE {s}.ddl SET applied_at = now() WHERE run_id = %s AND seq = %s"),
-                         (self.run_id, entry["seq"]))
+            conn.execute(
+                state.q("UPDATE {s}.ddl SET applied_at = now() WHERE run_id = %s AND seq = %s"),
+                (self.run_id, entry["seq"]),
+            )
             self.built.append(entry["name"])
         conn.execute(sql.SQL("ANALYZE {}").format(ident(schema, table)))
 
@@ -221,7 +252,11 @@ def ddl_exists(conn: psycopg.Connection, entry: dict[str, Any]) -> bool:
     obj = entry["name"]
     if entry["kind"] not in ("INDEX", "INDEX ATTACH") and entry.get("table_name"):
         prefix = entry["table_name"] + " "
-        obj = obj[len(prefix):] if obj.startswith(prefix) else obj
-    params = {"schema": entry["schema_name"], "object": obj, "table_schema": entry.get("table_schema"),
-              "table_name": entry.get("table_name")}
+        obj = obj[len(prefix) :] if obj.startswith(prefix) else obj
+    params = {
+        "schema": entry["schema_name"],
+        "object": obj,
+        "table_schema": entry.get("table_schema"),
+        "table_name": entry.get("table_name"),
+    }
     return bool(conn.execute(query, params).fetchone()[0])

@@ -119,23 +119,52 @@ def run_pre_data(source: Endpoint, target: Endpoint, run_id: str, app: str) -> d
             extensions = src.execute(EXTENSIONS).fetchall()
             matviews = src.execute(catalog.MATVIEWS, {"schemas": schemas}).fetchall()
             apply_schemas = [s for s in schemas if not (resume and s in existing)] if resume else schemas
-            pre_text = dump_schema(source, apply_schemas, "pre-data", snapshot_for_dump, version, app) if apply_schemas else ""
+            pre_text = (
+                dump_schema(source, apply_schemas, "pre-data", snapshot_for_dump, version, app) if apply_schemas else ""
+            )
             post_text = dump_schema(source, schemas, "post-data", snapshot_for_dump, version, app)
 
         warnings: list[str] = []
         if apply_schemas:
             preamble, entries = split_entries(pre_text)
+            if run["params"].get("create_roles"):
+                warnings += _create_roles(source, tgt, apply_schemas, app)
             warnings += _apply_pre_data(tgt, apply_schemas, existing, preamble, entries, extensions)
         else:
             log.info("resume: every selected schema already exists on the target; pre-data kept as is")
         _, post_entries = split_entries(post_text)
         count = _store_post_data(tgt, run_id, post_entries, owners, matviews)
-        detail = {"schemas": apply_schemas, "kept_by_resume": sorted(set(schemas) - set(apply_schemas)),
-                  "warnings": warnings, "post_data_entries": count}
+        detail = {
+            "schemas": apply_schemas,
+            "kept_by_resume": sorted(set(schemas) - set(apply_schemas)),
+            "warnings": warnings,
+            "post_data_entries": count,
+        }
         state.set_phase(tgt, run_id, "pre-data", "done", detail)
         for w in warnings:
             log.warning("pre-data: %s", w)
         return detail
+
+
+def _create_roles(source: Endpoint, tgt: psycopg.Connection, schemas: list[str], app: str) -> list[str]:
+    """Create (NOLOGIN, no password) the roles that grants on the schemas name but the target lacks."""
+    from include.pg_migration.preflight import GRANTEES
+
+    with source.connect(app, autocommit=True) as src:
+        grantees = [r[0] for r in src.execute(GRANTEES, {"schemas": schemas})]
+        owners = {r[0] for r in src.execute("SELECT rolname FROM pg_catalog.pg_roles WHERE rolsuper")}
+    have = {r[0] for r in tgt.execute("SELECT rolname FROM pg_catalog.pg_roles")}
+    notes = []
+    for role in grantees:
+        if role in have or role in owners:
+            continue
+        try:
+            with tgt.transaction():
+                tgt.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+            notes.append(f"role {role!r} created on the target (NOLOGIN, no password: set one if it must log in)")
+        except psycopg.Error as exc:
+            notes.append(f"role {role!r} could not be created: {str(exc).strip().splitlines()[0]}")
+    return notes
 
 
 def _owners(src: psycopg.Connection, schemas: list[str]) -> dict[tuple[str, str, str], tuple[str, str]]:
@@ -151,8 +180,14 @@ def _owners(src: psycopg.Connection, schemas: list[str]) -> dict[tuple[str, str,
     return owners
 
 
-def _apply_pre_data(tgt: psycopg.Connection, schemas: list[str], existing: set[str], preamble: list[str],
-                    entries: list[Entry], extensions: list[tuple[str, str]]) -> list[str]:
+def _apply_pre_data(
+    tgt: psycopg.Connection,
+    schemas: list[str],
+    existing: set[str],
+    preamble: list[str],
+    entries: list[Entry],
+    extensions: list[tuple[str, str]],
+) -> list[str]:
     warnings: list[str] = []
     known = _settings_known(tgt)
     with tgt.transaction():
@@ -184,8 +219,11 @@ def _apply_pre_data(tgt: psycopg.Connection, schemas: list[str], existing: set[s
                 except psycopg.Error as exc:
                     role = _missing_role(exc)
                     what = f"{entry.type} on {entry.schema + '.' if entry.schema else ''}{entry.name}"
-                    warnings.append(f"{what} not applied: role {role!r} does not exist on the target"
-                                    if role else f"{what} not applied: {str(exc).strip().splitlines()[0]}")
+                    warnings.append(
+                        f"{what} not applied: role {role!r} does not exist on the target"
+                        if role
+                        else f"{what} not applied: {str(exc).strip().splitlines()[0]}"
+                    )
                 continue
             _execute(tgt, entry)
     return warnings
@@ -197,8 +235,9 @@ def _execute(tgt: psycopg.Connection, entry: Entry) -> None:
             tgt.execute(entry.sql)
     except psycopg.Error as exc:
         where = f"{entry.schema}.{entry.name}" if entry.schema else entry.name
-        raise UnitFailed(f"pre-data: cannot create {entry.type} {where} on the target: "
-                         f"{str(exc).strip().splitlines()[0]}") from None
+        raise UnitFailed(
+            f"pre-data: cannot create {entry.type} {where} on the target: {str(exc).strip().splitlines()[0]}"
+        ) from None
 
 
 def _create_extension(tgt: psycopg.Connection, extname: str, ext_schema: str) -> None:
@@ -208,7 +247,9 @@ def _create_extension(tgt: psycopg.Connection, extname: str, ext_schema: str) ->
     if not tgt.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", (ext_schema,)).fetchone():
         stmt = sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(extname))
     else:
-        stmt = sql.SQL("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {}").format(sql.Identifier(extname), sql.Identifier(ext_schema))
+        stmt = sql.SQL("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {}").format(
+            sql.Identifier(extname), sql.Identifier(ext_schema)
+        )
     try:
         with tgt.transaction():
             tgt.execute(stmt)
@@ -228,7 +269,11 @@ def _clear_public(tgt: psycopg.Connection, entries: list[Entry]) -> None:
         if entry.type in ("TABLE", "VIEW", "MATERIALIZED VIEW", "SEQUENCE", "FOREIGN TABLE"):
             row = tgt.execute(PUBLIC_RELATION_KIND, {"name": entry.name}).fetchone()
             if row:
-                tgt.execute(sql.SQL("DROP {} IF EXISTS {} CASCADE").format(sql.SQL(row[0]), sql.Identifier("public", entry.name)))
+                tgt.execute(
+                    sql.SQL("DROP {} IF EXISTS {} CASCADE").format(
+                        sql.SQL(row[0]), sql.Identifier("public", entry.name)
+                    )
+                )
         elif entry.type in ("FUNCTION", "PROCEDURE", "AGGREGATE"):
             for (signature,) in tgt.execute(PUBLIC_ROUTINES, {"name": entry.name.split("(")[0]}).fetchall():
                 kind = "AGGREGATE" if entry.type == "AGGREGATE" else "ROUTINE"
@@ -236,11 +281,20 @@ def _clear_public(tgt: psycopg.Connection, entries: list[Entry]) -> None:
         elif entry.type in ("TYPE", "DOMAIN"):
             row = tgt.execute(PUBLIC_TYPE, {"name": entry.name}).fetchone()
             if row:
-                tgt.execute(sql.SQL("DROP {} IF EXISTS {} CASCADE").format(sql.SQL(row[0]), sql.Identifier("public", entry.name)))
+                tgt.execute(
+                    sql.SQL("DROP {} IF EXISTS {} CASCADE").format(
+                        sql.SQL(row[0]), sql.Identifier("public", entry.name)
+                    )
+                )
 
 
-def _store_post_data(tgt: psycopg.Connection, run_id: str, entries: list[Entry],
-                     owners: dict[tuple[str, str, str], tuple[str, str]], matviews: list[tuple]) -> int:
+def _store_post_data(
+    tgt: psycopg.Connection,
+    run_id: str,
+    entries: list[Entry],
+    owners: dict[tuple[str, str, str], tuple[str, str]],
+    matviews: list[tuple],
+) -> int:
     rows = []
     for seq, entry in enumerate(entries, start=1):
         table = owners.get((entry.type, entry.schema or "", entry.name), (None, None))
@@ -263,6 +317,7 @@ def _store_post_data(tgt: psycopg.Connection, run_id: str, entries: list[Entry],
 
 
 # -- post-data ---------------------------------------------------------------------------------------
+
 
 def run_post_data(source: Endpoint, target: Endpoint, run_id: str, app: str) -> dict[str, Any]:
     """Apply the remaining post-data entries, set sequences, carry settings over, analyze."""
@@ -291,15 +346,22 @@ def run_post_data(source: Endpoint, target: Endpoint, run_id: str, app: str) -> 
                     tgt.execute(statement)
                 _mark(tgt, run_id, entry)
             except psycopg.Error as exc:
-                failures.append(f"{entry['kind']} {entry['schema_name']}.{entry['name']}: {str(exc).strip().splitlines()[0]}")
+                failures.append(
+                    f"{entry['kind']} {entry['schema_name']}.{entry['name']}: {str(exc).strip().splitlines()[0]}"
+                )
         for entry in not_valid:  # per-unit snapshots: validate cross-table keys now, name violations
-            conname = entry["name"][len(entry["table_name"]) + 1:]
+            conname = entry["name"][len(entry["table_name"]) + 1 :]
             try:
-                tgt.execute(sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
-                    sql.Identifier(entry["table_schema"], entry["table_name"]), sql.Identifier(conname)))
+                tgt.execute(
+                    sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
+                        sql.Identifier(entry["table_schema"], entry["table_name"]), sql.Identifier(conname)
+                    )
+                )
             except psycopg.Error as exc:
-                failures.append(f"foreign key {entry['table_schema']}.{entry['table_name']}.{conname} is violated "
-                                f"(rows changed between unit snapshots): {str(exc).strip().splitlines()[0]}")
+                failures.append(
+                    f"foreign key {entry['table_schema']}.{entry['table_name']}.{conname} is violated "
+                    f"(rows changed between unit snapshots): {str(exc).strip().splitlines()[0]}"
+                )
         sequences = _set_sequences(source, tgt, schemas, app)
         warnings += _database_settings(source, target, tgt, app)
         for schema, table in tgt.execute(PARTITIONED_TABLES, {"schemas": schemas}).fetchall():
@@ -332,8 +394,10 @@ def _set_sequences(source: Endpoint, tgt: psycopg.Connection, schemas: list[str]
         for schema, name in src.execute(catalog.SEQUENCES, {"schemas": schemas}).fetchall():
             seq = sql.Identifier(schema, name)
             last_value, is_called = src.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(seq)).fetchone()
-            tgt.execute("SELECT pg_catalog.setval(%s::regclass, %s, %s)",
-                        (sql.Identifier(schema, name).as_string(tgt), last_value, is_called))
+            tgt.execute(
+                "SELECT pg_catalog.setval(%s::regclass, %s, %s)",
+                (sql.Identifier(schema, name).as_string(tgt), last_value, is_called),
+            )
             out.append({"schema": schema, "name": name, "value": last_value, "is_called": is_called})
     return out
 
@@ -347,8 +411,11 @@ def _database_settings(source: Endpoint, target: Endpoint, tgt: psycopg.Connecti
     for role, settings in rows:
         for item in settings or []:
             name, _, value = item.partition("=")
-            target_clause = (sql.SQL("DATABASE {}").format(db) if role is None
-                             else sql.SQL("ROLE {} IN DATABASE {}").format(sql.Identifier(role), db))
+            target_clause = (
+                sql.SQL("DATABASE {}").format(db)
+                if role is None
+                else sql.SQL("ROLE {} IN DATABASE {}").format(sql.Identifier(role), db)
+            )
             try:
                 with tgt.transaction():
                     tgt.execute("SELECT pg_catalog.set_config(%s, %s, true)", (name, value))

@@ -29,7 +29,9 @@ def run_large_objects(source: Endpoint, target: Endpoint, run_id: str, app: str)
             oids = [r[0] for r in src.execute(catalog.LARGE_OBJECTS).fetchall()]
             for oid in oids:
                 with tgt.transaction():
-                    if tgt.execute("SELECT 1 FROM pg_catalog.pg_largeobject_metadata WHERE oid = %s", (oid,)).fetchone():
+                    if tgt.execute(
+                        "SELECT 1 FROM pg_catalog.pg_largeobject_metadata WHERE oid = %s", (oid,)
+                    ).fetchone():
                         tgt.execute("SELECT pg_catalog.lo_unlink(%s)", (oid,))
                     tgt.execute("SELECT pg_catalog.lo_create(%s)", (oid,))
                     offset = 0

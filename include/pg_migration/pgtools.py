@@ -18,7 +18,7 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from include.pg_migration.conn import Endpoint
@@ -67,7 +67,7 @@ def _candidate_dirs() -> list[str]:
     return dirs
 
 
-@lru_cache(maxsize=None)
+@cache
 def installed(tool: str = "pg_dump") -> tuple[Tool, ...]:
     found: dict[str, Tool] = {}
     for d in _candidate_dirs():
@@ -116,9 +116,16 @@ def dump_schema(
     """Run ``pg_dump --schema-only --section=...`` for the schemas; return the SQL text."""
     tool = choose(source_version_num)
     args = [
-        tool.path, "--schema-only", f"--section={section}", "--format=plain",
-        "--no-owner", "--no-tablespaces", "--no-security-labels",
-        "--no-publications", "--no-subscriptions", "--quote-all-identifiers",
+        tool.path,
+        "--schema-only",
+        f"--section={section}",
+        "--format=plain",
+        "--no-owner",
+        "--no-tablespaces",
+        "--no-security-labels",
+        "--no-publications",
+        "--no-subscriptions",
+        "--quote-all-identifiers",
         f"--lock-wait-timeout={lock_wait_timeout}",
     ]
     if snapshot:
@@ -159,7 +166,9 @@ def split_entries(text: str) -> tuple[list[str], list[Entry]]:
                 entries.append(current)
             body = []
             schema = m.group("schema")
-            current = Entry(type=m.group("type"), name=m.group("name"), schema=None if schema == "-" else schema, sql="")
+            current = Entry(
+                type=m.group("type"), name=m.group("name"), schema=None if schema == "-" else schema, sql=""
+            )
             i += 2
             continue
         if PSQL_META.match(line):

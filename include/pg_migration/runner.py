@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def worker_env(source: Endpoint, target: Endpoint, run_id: str, phase: str, unit_id: str | None = None,
-               with_passwords: bool = True) -> dict[str, str]:
+def worker_env(
+    source: Endpoint, target: Endpoint, run_id: str, phase: str, unit_id: str | None = None, with_passwords: bool = True
+) -> dict[str, str]:
     env = {"PGMIG_PHASE": phase, "PGMIG_RUN_ID": run_id}
     if unit_id is not None:
         env["PGMIG_UNIT_ID"] = unit_id
@@ -39,8 +40,11 @@ def worker_env(source: Endpoint, target: Endpoint, run_id: str, phase: str, unit
 
 def local_env(extra: dict[str, str]) -> dict[str, str]:
     """The child's full environment: ours minus anything that looks secret, plus the worker's."""
-    inherited = {k: v for k, v in os.environ.items()
-                 if not k.startswith(("AIRFLOW_CONN_", "PGMIG_", "PGPASSWORD", "AWS_SECRET", "AIRFLOW__CORE__FERNET"))}
+    inherited = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AIRFLOW_CONN_", "PGMIG_", "PGPASSWORD", "AWS_SECRET", "AIRFLOW__CORE__FERNET"))
+    }
     pythonpath = os.pathsep.join(p for p in (str(REPO_ROOT), inherited.get("PYTHONPATH", "")) if p)
     return {**inherited, "PYTHONPATH": pythonpath, **extra}
 
@@ -51,8 +55,13 @@ def run_local(env: dict[str, str], logger: logging.Logger | None = None, label: 
     tail: collections.deque[str] = collections.deque(maxlen=20)
     proc = subprocess.Popen(
         [sys.executable, "-m", "include.pg_migration.worker"],
-        env=local_env(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        start_new_session=True, text=True, bufsize=1,
+        env=local_env(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        text=True,
+        bufsize=1,
     )
     try:
         assert proc.stdout is not None
@@ -67,7 +76,9 @@ def run_local(env: dict[str, str], logger: logging.Logger | None = None, label: 
     if code == 0:
         return
     last = next((ln for ln in reversed(tail) if ln.startswith("pg-migration: ")), None)
-    message = last[len("pg-migration: "):] if last else f"{label} exited with status {code}: " + " | ".join(list(tail)[-5:])
+    message = (
+        last[len("pg-migration: ") :] if last else f"{label} exited with status {code}: " + " | ".join(list(tail)[-5:])
+    )
     if code == 2:
         raise ConfigError(message)
     if code == 3:

@@ -58,7 +58,9 @@ def lock_key(run_id: str, unit_id: str) -> int:
 
 def apply_settings(conn: psycopg.Connection, settings: dict[str, str]) -> None:
     for name, value in settings.items():
-        conn.execute(sql.SQL("SELECT pg_catalog.set_config({}, {}, false)").format(sql.Literal(name), sql.Literal(value)))
+        conn.execute(
+            sql.SQL("SELECT pg_catalog.set_config({}, {}, false)").format(sql.Literal(name), sql.Literal(value))
+        )
 
 
 def end_stale_sessions(conn: psycopg.Connection, session_tag: str) -> int:

@@ -48,8 +48,16 @@ def hold(source: Endpoint, target: Endpoint, run_id: str, app: str, max_hold_s: 
     where = f"{socket.gethostname()}:{os.getpid()}"
     started = time.monotonic()
     with target.connect(app, autocommit=True) as tgt:
-        state.set_run(tgt, run_id, snapshot_id=snapshot_id, snapshot_taken_at=_now(tgt), holder_heartbeat=_now(tgt),
-                      holder_where=where, release_requested=False, snapshot_released_at=None)
+        state.set_run(
+            tgt,
+            run_id,
+            snapshot_id=snapshot_id,
+            snapshot_taken_at=_now(tgt),
+            holder_heartbeat=_now(tgt),
+            holder_where=where,
+            release_requested=False,
+            snapshot_released_at=None,
+        )
         log.info("snapshot %s exported and held by %s for run %s", snapshot_id, where, run_id)
         reason = "timeout"
         try:
@@ -84,8 +92,11 @@ def start_local(worker_env: dict[str, str], log_path: Path) -> int:
         proc = subprocess.Popen(
             [sys.executable, "-m", "include.pg_migration.worker"],
             env={**worker_env, "PGMIG_PHASE": "snapshot"},
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
         )
     return proc.pid
 

@@ -13,6 +13,7 @@ Tables (all keyed so that a retried unit overwrites, never duplicates):
 ``ddl``       the run's post-data statements (from ``pg_dump``), with the table each one belongs
               to: a data unit builds its tables' indexes and keys from here, post-data the rest.
 ``phases``    pre-data / large objects / post-data: status and details (warnings) per run.
+``validations`` one row per (run, schema): the validation result the report is built from.
 ``guard``     at most one row: the run that currently holds the target (spans every DAG).
 
 Remove it all with ``python -m include.pg_migration.state drop`` (or ``DROP SCHEMA _pg_migration CASCADE``).
@@ -99,6 +100,13 @@ CREATE TABLE IF NOT EXISTS {s}.phases (
     detail jsonb NOT NULL DEFAULT '{{}}',
     PRIMARY KEY (run_id, phase)
 );
+CREATE TABLE IF NOT EXISTS {s}.validations (
+    run_id text NOT NULL,
+    schema_name text NOT NULL,
+    result jsonb NOT NULL,
+    validated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, schema_name)
+);
 CREATE TABLE IF NOT EXISTS {s}.guard (
     id int PRIMARY KEY DEFAULT 1 CHECK (id = 1),
     run_id text NOT NULL,
@@ -130,6 +138,7 @@ def drop(conn: psycopg.Connection) -> None:
 
 # -- runs ---------------------------------------------------------------------------------------
 
+
 def start_run(conn: psycopg.Connection, run_id: str, dag_id: str, params: dict, consistent: bool) -> None:
     with conn.transaction():
         conn.execute(
@@ -156,6 +165,7 @@ def set_run(conn: psycopg.Connection, run_id: str, **values: Any) -> None:
 
 # -- units ----------------------------------------------------------------------------------------
 
+
 def save_units(conn: psycopg.Connection, run_id: str, units: list[dict[str, Any]]) -> None:
     with conn.transaction():
         conn.execute(q("DELETE FROM {s}.units WHERE run_id = %s"), (run_id,))
@@ -168,7 +178,9 @@ def save_units(conn: psycopg.Connection, run_id: str, units: list[dict[str, Any]
 
 def get_unit(conn: psycopg.Connection, run_id: str, unit_id: str) -> dict[str, Any] | None:
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(q("SELECT * FROM {s}.units WHERE run_id = %s AND unit_id = %s"), (run_id, unit_id)).fetchone()
+        return cur.execute(
+            q("SELECT * FROM {s}.units WHERE run_id = %s AND unit_id = %s"), (run_id, unit_id)
+        ).fetchone()
 
 
 def units_of_run(conn: psycopg.Connection, run_id: str) -> list[dict[str, Any]]:
@@ -187,8 +199,15 @@ def unit_started(conn: psycopg.Connection, run_id: str, unit_id: str) -> int:
     return row[0] if row else 0
 
 
-def unit_finished(conn: psycopg.Connection, run_id: str, unit_id: str, status: str, seconds: float,
-                  nbytes: int | None = None, error: str | None = None) -> None:
+def unit_finished(
+    conn: psycopg.Connection,
+    run_id: str,
+    unit_id: str,
+    status: str,
+    seconds: float,
+    nbytes: int | None = None,
+    error: str | None = None,
+) -> None:
     with conn.transaction():
         conn.execute(
             q("""UPDATE {s}.units SET status = %s, finished_at = now(), seconds = %s,
@@ -219,6 +238,7 @@ def loaded_tables(conn: psycopg.Connection, schemas: list[str]) -> dict[tuple[st
 
 # -- phases ---------------------------------------------------------------------------------------
 
+
 def set_phase(conn: psycopg.Connection, run_id: str, phase: str, status: str, detail: dict | None = None) -> None:
     with conn.transaction():
         conn.execute(
@@ -235,7 +255,25 @@ def phases_of_run(conn: psycopg.Connection, run_id: str) -> dict[str, dict[str, 
     return {r["phase"]: r for r in rows}
 
 
+# -- validations ------------------------------------------------------------------------------------
+
+
+def save_validation(conn: psycopg.Connection, run_id: str, schema: str, result: dict[str, Any]) -> None:
+    with conn.transaction():
+        conn.execute(
+            q("""INSERT INTO {s}.validations (run_id, schema_name, result) VALUES (%s, %s, %s)
+                 ON CONFLICT (run_id, schema_name) DO UPDATE SET result = EXCLUDED.result, validated_at = now()"""),
+            (run_id, schema, Jsonb(result)),
+        )
+
+
+def validations_of_run(conn: psycopg.Connection, run_id: str) -> dict[str, dict[str, Any]]:
+    rows = conn.execute(q("SELECT schema_name, result FROM {s}.validations WHERE run_id = %s"), (run_id,)).fetchall()
+    return dict(rows)
+
+
 # -- guard ----------------------------------------------------------------------------------------
+
 
 def acquire_guard(conn: psycopg.Connection, run_id: str, dag_id: str) -> None:
     """Hold the target for this run; raise :class:`GuardHeld` naming the run that holds it."""
@@ -283,7 +321,9 @@ def main(argv: list[str] | None = None) -> int:
             release_guard(conn)
         else:
             with conn.cursor(row_factory=dict_row) as cur:
-                runs = cur.execute(q("SELECT run_id, dag_id, status, started_at FROM {s}.runs ORDER BY started_at")).fetchall()
+                runs = cur.execute(
+                    q("SELECT run_id, dag_id, status, started_at FROM {s}.runs ORDER BY started_at")
+                ).fetchall()
             print(json.dumps(runs, default=str, indent=2))
     return 0
 

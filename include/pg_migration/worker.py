@@ -57,8 +57,14 @@ def run_data_unit(source: Endpoint, target: Endpoint, run_id: str, unit_id: str)
         attempt = state.unit_started(tgt, run_id, unit_id)
         snapshot_id = run["snapshot_id"] if run["consistent"] else None
         resume = bool(run["params"].get("resume"))
-        log.info("unit %s (attempt %d): %d table(s) of schema %r, snapshot %s", unit_id, attempt,
-                 len(unit["tables"]), unit["schema"], snapshot_id or "(own)")
+        log.info(
+            "unit %s (attempt %d): %d table(s) of schema %r, snapshot %s",
+            unit_id,
+            attempt,
+            len(unit["tables"]),
+            unit["schema"],
+            snapshot_id or "(own)",
+        )
         loaded = state.loaded_tables(tgt, [unit["schema"]])
         try:
             with source.connect(app, autocommit=True) as src_admin:
@@ -71,12 +77,14 @@ def run_data_unit(source: Endpoint, target: Endpoint, run_id: str, unit_id: str)
                 allow_binary = server_version >= src.info.server_version // 10000 * 10000
                 for table in unit["tables"]:
                     done = loaded.get((unit["schema"], table))
-                    if done and done["source_rows"] == done["target_rows"] and (
-                        done["run_id"] == run_id or resume
-                    ):
-                        log.info("%s.%s already loaded and verified (run %s): kept", unit["schema"], table, done["run_id"])
+                    if done and done["source_rows"] == done["target_rows"] and (done["run_id"] == run_id or resume):
+                        log.info(
+                            "%s.%s already loaded and verified (run %s): kept", unit["schema"], table, done["run_id"]
+                        )
                     else:
-                        result = copy_table(src, load, unit["schema"], table, run_id, unit_id, snapshot_id, allow_binary)
+                        result = copy_table(
+                            src, load, unit["schema"], table, run_id, unit_id, snapshot_id, allow_binary
+                        )
                         total_bytes += result.bytes
                     builder.submit(unit["schema"], table)
             builder.finish()

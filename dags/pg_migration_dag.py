@@ -1,0 +1,168 @@
+"""
+# pg_migration: move PostgreSQL schemas to Aurora, in parallel, proven equal
+
+Reads top to bottom as the migration's story:
+
+1. **discover** the source's schemas (never system schemas), honouring `schemas` / `exclude_schemas`;
+   a requested schema that does not exist fails here, by name.
+2. **preflight**: versions, client tools, extensions, roles, dependencies outside the selection,
+   connections, tables without a primary key... Blocking findings fail the run before anything is written.
+3. **plan** units of work, largest first (big schemas split by tables); register the run on the target
+   (`_pg_migration` schema) and take the target's **guard** (no two runs write to one target).
+4. **snapshot**: one exported snapshot of the whole source, held by a holder process until the data
+   units are done (`consistent: false`: a snapshot per unit instead).
+5. **pre_data**: every schema's definitions at once, from the snapshot, in one transaction.
+6. **migrate_unit** (mapped, pool `pg_migration`, retries with backoff): COPY streams per table in the
+   snapshot, indexes/keys built as tables finish, source and target counts recorded with the rows.
+7. **large_objects**, then **release_snapshot**, then **post_data**: foreign keys, triggers,
+   index attachments, materialized views, sequences, database settings.
+8. **validate** (mapped per schema, same pool): exact `ONLY` row counts (and checksums when asked),
+   structure, sequences.
+9. **report** (`report.json` + `report.md`, path in the log), **cleanup** (snapshot, guard), and the
+   **verdict**: the run fails if anything failed or differs.
+
+Params are the trigger form; `dry_run` plans only, `validate_only` copies nothing, `resume` keeps the
+tables an earlier run loaded and verified.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pendulum
+from airflow.sdk import TriggerRule, chain, dag, get_current_context, task
+from pg_migration_support import (
+    POOL,
+    connection_ids,
+    migration_params,
+    run_worker,
+    steps,
+)
+
+DEFAULT_ARGS = {
+    "owner": "data-platform",
+    "retries": 3,
+    "retry_delay": dt.timedelta(seconds=15),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": dt.timedelta(minutes=10),
+}
+
+
+def build_migration_dag(
+    dag_id: str,
+    *,
+    schedule=None,
+    target_conn_id: str = "pg_target",
+    doc_md: str = __doc__,
+    tags: tuple[str, ...] = ("pg-migration",),
+):
+    @dag(
+        dag_id=dag_id,
+        schedule=schedule,
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        catchup=False,
+        max_active_runs=1,
+        params=migration_params(target_conn_id),
+        default_args=DEFAULT_ARGS,
+        doc_md=doc_md,
+        tags=list(tags),
+    )
+    def migration():
+        @task(retries=0)
+        def discover(params=None):
+            source, _ = connection_ids(params)
+            return steps.discover(source, params)
+
+        @task(retries=0)
+        def preflight(inventory: dict, params=None):
+            source, target = connection_ids(params)
+            return steps.preflight(source, target, inventory, params)
+
+        @task(retries=0)
+        def plan(inventory: dict, findings: list, params=None, run_id=None, dag=None):
+            source, target = connection_ids(params)
+            return steps.plan(source, target, inventory, params, run_id, dag.dag_id)
+
+        @task(retries=0)
+        def units_to_copy(planned: dict):
+            """The data units to map over (none in a dry run or a validate-only run)."""
+            return planned["units"]
+
+        @task(retries=0)
+        def schemas_to_validate(planned: dict):
+            return planned["schemas"]
+
+        @task.short_circuit(ignore_downstream_trigger_rules=False)
+        def copy_wanted(params=None):
+            """Dry runs and validate-only runs copy nothing."""
+            return not (params["dry_run"] or params["validate_only"])
+
+        @task(retries=0)
+        def snapshot(params=None, run_id=None):
+            source, target = connection_ids(params)
+            return steps.take_snapshot(source, target, params, run_id)
+
+        @task(pool=POOL)
+        def pre_data(params=None, run_id=None):
+            run_worker(params, run_id, "pre-data")
+
+        @task(pool=POOL, map_index_template="{{ unit_label }}")
+        def migrate_unit(unit: dict, params=None, run_id=None):
+            get_current_context()["unit_label"] = unit["label"]
+            run_worker(params, run_id, "data", unit["unit_id"])
+
+        @task(pool=POOL)
+        def large_objects(params=None, run_id=None):
+            run_worker(params, run_id, "large-objects")
+
+        @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
+        def release_snapshot(params=None, run_id=None):
+            """The data is copied: stop holding back VACUUM on the source (checksums keep it until validated)."""
+            if params["validation"] != "checksums":
+                steps.release_snapshot(params, run_id)
+
+        @task(pool=POOL)
+        def post_data(params=None, run_id=None):
+            run_worker(params, run_id, "post-data")
+
+        @task(pool=POOL, trigger_rule=TriggerRule.ALL_DONE, retries=1, map_index_template="{{ schema_name }}")
+        def validate(schema: str, params=None, run_id=None):
+            get_current_context()["schema_name"] = schema
+            steps.validate(params, run_id, schema)
+
+        @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
+        def report(params=None, run_id=None, dag=None, ti=None):
+            return steps.report(params, run_id, dag.dag_id, ti)
+
+        @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
+        def cleanup(params=None, run_id=None):
+            """Release the snapshot and the target's guard, whatever happened."""
+            steps.cleanup(params, run_id)
+
+        @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
+        def verdict(summary: dict | None = None):
+            steps.verdict(summary)
+
+        inventory = discover()
+        findings = preflight(inventory)
+        planned = plan(inventory, findings)
+        gate = copy_wanted()
+        held = snapshot()
+        pre = pre_data()
+        units = migrate_unit.expand(unit=units_to_copy(planned))
+        lobs = large_objects()
+        released = release_snapshot()
+        post = post_data()
+        checks = validate.expand(schema=schemas_to_validate(planned))
+        summary = report()
+        done = cleanup()
+        final = verdict(summary)
+
+        chain(planned, gate, held, pre, units, lobs, released, post, checks, summary, done, final)
+        chain(units, post)
+        chain(lobs, post)
+
+    return migration()
+
+
+pg_migration = build_migration_dag("pg_migration")

@@ -1,0 +1,225 @@
+"""Task bodies of the migration DAGs: Airflow in (params, run id, connections), library calls out."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from include.pg_migration import pipeline, state
+from include.pg_migration import preflight as pf
+from include.pg_migration import report as rpt
+from include.pg_migration import snapshot as snap
+from include.pg_migration.errors import MigrationError, PlanError
+from include.pg_migration.plan import Unit, predicted_makespan
+from include.pg_migration.runner import local_env, run_local, worker_env
+from include.pg_migration.validate import validate_schema
+
+log = logging.getLogger("airflow.task")
+
+
+def _endpoints(params: dict[str, Any]):
+    from pg_migration_support import connection_ids
+
+    return connection_ids(params)
+
+
+# -- discover / preflight / plan ----------------------------------------------------------------
+
+
+def discover(source, params: dict[str, Any]) -> dict[str, Any]:
+    inventory = pipeline.discover(source, params["schemas"], params["exclude_schemas"])
+    for s in inventory["schemas"]:
+        log.info("schema %-30s %10.1f MB %5d table(s)", s["name"], s["bytes"] / 1e6, len(s["tables"]))
+    if not inventory["schemas"]:
+        raise PlanError(f"no schema to migrate in {source.describe()} (after include/exclude)")
+    return inventory
+
+
+def preflight(source, target, inventory: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
+    findings = pf.run(source, target, inventory, params)
+    for f in findings:
+        level = {"ok": logging.INFO, "warning": logging.WARNING}.get(f["verdict"], logging.ERROR)
+        log.log(level, "preflight %-8s %s: %s", f["verdict"].upper(), f["check"], f["detail"])
+    blocking = [f for f in findings if f["verdict"] == "blocking"]
+    if blocking:
+        raise PlanError(
+            "pre-flight found blocking problem(s); nothing was written to the target: "
+            + "; ".join(f"{f['check']}: {f['detail']}" for f in blocking)
+        )
+    return findings
+
+
+def plan(source, target, inventory: dict[str, Any], params: dict[str, Any], run_id: str, dag_id: str) -> dict[str, Any]:
+    split = params.get("split_mb")
+    the_plan = pipeline.make_plan(inventory, params["pool_size"], split * 1024 * 1024 if split else None)
+    units = [Unit.from_dict(u) for u in the_plan["units"]]
+    the_plan["predicted_makespan_s"] = predicted_makespan(units, params["pool_size"], params["bandwidth_mb_s"] * 1e6)
+    for u in the_plan["units"]:
+        log.info("unit %-32s %10.1f MB %4d table(s)", u["label"], u["bytes"] / 1e6, len(u["tables"]))
+    log.info(
+        "%d unit(s); predicted makespan %.0f s with %d slot(s) at %.0f MB/s",
+        len(units),
+        the_plan["predicted_makespan_s"],
+        params["pool_size"],
+        params["bandwidth_mb_s"],
+    )
+    if params["dry_run"]:
+        return {"plan": the_plan, "units": [], "schemas": []}
+    pipeline.register(target, run_id, dag_id, dict(params), the_plan, source, consistent=params["consistent"])
+    units_out = [] if params["validate_only"] else the_plan["units"]
+    return {"plan": the_plan, "units": units_out, "schemas": the_plan["schemas"]}
+
+
+# -- snapshot -----------------------------------------------------------------------------------------
+
+
+def take_snapshot(source, target, params: dict[str, Any], run_id: str) -> str | None:
+    if not params["consistent"]:
+        log.info("consistent=false: every unit takes its own snapshot")
+        return None
+    previous = None
+    with target.connect(autocommit=True) as conn:
+        run = state.get_run(conn, run_id)
+        if run and run["snapshot_id"] and run["snapshot_released_at"] is None:
+            try:
+                return snap.check_alive(target, run_id)
+            except MigrationError:
+                previous = run["snapshot_id"]
+    env = local_env(worker_env(source, target, run_id, "snapshot"))
+    log_file = Path(tempfile.gettempdir()) / "pg_migration" / rpt.safe(run_id) / "snapshot.log"
+    pid = snap.start_local(env, log_file)
+    snapshot_id = snap.wait_for_snapshot(target, run_id, previous=previous)
+    log.info(
+        "snapshot %s exported; held by local process %d (log: %s). Holding it holds back VACUUM on "
+        "the source until release_snapshot.",
+        snapshot_id,
+        pid,
+        log_file,
+    )
+    return snapshot_id
+
+
+def release_snapshot(params: dict[str, Any], run_id: str) -> None:
+    _, target = _endpoints(params)
+    if snap.request_release(target, run_id):
+        log.info("snapshot released")
+
+
+# -- workers ------------------------------------------------------------------------------------------
+
+
+def run_worker(params: dict[str, Any], run_id: str, phase: str, unit_id: str | None = None) -> None:
+    source, target = _endpoints(params)
+    if params["runner"] != "local":
+        raise MigrationError(f"runner {params['runner']!r} runs through its own operator, not run_worker")
+    if phase in ("pre-data", "data", "large-objects") and params["consistent"]:
+        snap.check_alive(target, run_id)  # a clear error instead of a silent new snapshot
+    label = unit_id or phase
+    run_local(worker_env(source, target, run_id, phase, unit_id), logger=log, label=label)
+
+
+# -- validation, report, verdict ------------------------------------------------------------------------
+
+
+def validate(params: dict[str, Any], run_id: str, schema: str) -> dict[str, Any]:
+    source, target = _endpoints(params)
+    snapshot_id = None
+    if params["validation"] == "checksums" and params["consistent"] and not params["validate_only"]:
+        try:
+            snapshot_id = snap.check_alive(target, run_id)
+        except MigrationError:
+            snapshot_id = None
+    result = validate_schema(
+        source,
+        target,
+        schema,
+        run_id=None if params["validate_only"] else run_id,
+        mode=params["validation"],
+        snapshot_id=snapshot_id,
+    )
+    with target.connect(autocommit=True) as conn:
+        state.save_validation(conn, run_id, schema, result.to_dict())
+    for m in result.mismatches:
+        log.error("MISMATCH %s", m)
+    log.info(
+        "schema %s: %d table(s) checked, %d mismatch(es) in %.1fs",
+        schema,
+        len(result.tables),
+        len(result.mismatches),
+        result.seconds,
+    )
+    return {"schema": schema, "ok": result.ok, "mismatches": len(result.mismatches)}
+
+
+def report(params: dict[str, Any], run_id: str, dag_id: str, ti) -> dict[str, Any]:
+    failed_tasks = _failed_tasks(ti, dag_id, run_id)
+    inventory = ti.xcom_pull(task_ids="discover")
+    findings = ti.xcom_pull(task_ids="preflight")
+    planned = (ti.xcom_pull(task_ids="plan") or {}).get("plan")
+    try:
+        source, target = _endpoints(params)
+    except MigrationError as exc:
+        source = target = None
+        failed_tasks.append(str(exc))
+    data = pipeline.assemble_report(
+        source, target, dag_id, run_id, dict(params), inventory, findings, planned, failed_tasks
+    )
+    folder = rpt.write(data)
+    log.info("report written to %s/report.json and report.md", folder)
+    log.info("\n%s", rpt.to_markdown(data))
+    return {"verdict": data["verdict"], "report": folder, "failures": data["failures"][:20]}
+
+
+def _failed_tasks(ti, dag_id: str, run_id: str) -> list[str]:
+    try:
+        states = ti.get_task_states(dag_id=dag_id, run_ids=[run_id])
+    except Exception as exc:  # noqa: BLE001 - best effort: the report still has the target's state
+        log.warning("cannot read task states: %s", exc)
+        return []
+    out = []
+    for task_key, st in (states.get(run_id) or {}).items():
+        if st in ("failed", "upstream_failed"):
+            out.append(f"task {task_key} {st}")
+    return sorted(out)
+
+
+def cleanup(params: dict[str, Any], run_id: str) -> None:
+    try:
+        _, target = _endpoints(params)
+    except MigrationError as exc:
+        log.warning("cleanup: %s", exc)
+        return
+    try:
+        snap.request_release(target, run_id)
+        with target.connect(autocommit=True) as conn:
+            if state.exists(conn):
+                state.release_guard(conn, run_id)
+                state.set_run(conn, run_id, finished_at=_now())
+    except MigrationError as exc:
+        log.warning("cleanup: %s", exc)
+
+
+def _now():
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC)
+
+
+def verdict(summary: dict[str, Any] | None) -> None:
+    if not summary:
+        raise MigrationError("no report was produced (the report task failed): see its log")
+    log.info("report: %s", summary["report"])
+    if summary["verdict"] not in ("passed", "planned"):
+        raise MigrationError(
+            f"migration {summary['verdict'].upper()}: "
+            + "; ".join(summary["failures"])
+            + f" (report: {summary['report']})"
+        )
+    log.info("verdict: %s", summary["verdict"].upper())
+
+
+_ = (os, time)

@@ -1,0 +1,308 @@
+"""Validation: prove, per schema and per table, that the target equals the source.
+
+* **Counts** -- ``count(*) FROM ONLY t`` on the target for every table (a parent's own rows;
+  children are tables of their own, so nothing is ever counted twice), compared with the count
+  the data unit recorded in the run's snapshot. The live source is counted too (ACCESS SHARE only,
+  never blocking writers): when it differs from the snapshot count, the table "changed after the
+  dump" -- information, not a failure. A target that differs from the snapshot count lost or
+  gained rows: a failure.
+* **Checksums** (``validation="checksums"``) -- an order-independent checksum per table computed
+  in SQL on both sides: ``sum(hashtextextended(ROW(columns by name)::text, 0))`` plus the count.
+  Columns are taken by name (a child's column order can differ after a dump), and the session
+  settings that change a value's text are fixed on both sides. No row leaves the server.
+* **Structure** -- an inventory of tables, columns and types, indexes, constraints, views,
+  materialized views, functions, triggers, sequences and privileges, per schema, diffed.
+* **Sequences** -- the target's value must be at least what post-data set (never behind); the
+  report shows the drift of a live source.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from include.pg_migration import state
+from include.pg_migration.conn import Endpoint
+from include.pg_migration.errors import SnapshotLost
+from include.pg_migration.sessions import SOURCE_SETTINGS, TEXT_SETTINGS, apply_settings, open_source_snapshot
+
+SCHEMA_TABLES = """
+SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %(schema)s AND c.relkind = 'r' ORDER BY c.relname
+"""
+
+COLUMNS_BY_NAME = """
+SELECT a.attname FROM pg_catalog.pg_attribute a
+  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %(schema)s AND c.relname = %(table)s AND a.attnum > 0 AND NOT a.attisdropped
+ ORDER BY a.attname COLLATE "C"
+"""
+
+#: (kind, name, definition) of every object of a schema; compared as sets between the two sides.
+INVENTORY = """
+WITH ns AS (SELECT oid, nspname, nspowner, nspacl FROM pg_catalog.pg_namespace WHERE nspname = %(schema)s)
+SELECT 'table' AS kind, c.relname AS name, c.relkind::text AS definition
+  FROM pg_catalog.pg_class c JOIN ns ON ns.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'f')
+UNION ALL
+SELECT 'column', c.relname || '.' || a.attname,
+       pg_catalog.format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
+       || coalesce(' DEFAULT ' || pg_catalog.pg_get_expr(d.adbin, d.adrelid), '')
+  FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN ns ON ns.oid = c.relnamespace
+  LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+ WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm') AND a.attnum > 0 AND NOT a.attisdropped
+UNION ALL
+SELECT 'index', i.relname, pg_catalog.pg_get_indexdef(x.indexrelid)
+  FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid JOIN ns ON ns.oid = i.relnamespace
+UNION ALL
+SELECT 'constraint', c.relname || '.' || k.conname, pg_catalog.pg_get_constraintdef(k.oid)
+  FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid JOIN ns ON ns.oid = c.relnamespace
+UNION ALL
+SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' ELSE 'sequence' END, c.relname, ''
+  FROM pg_catalog.pg_class c JOIN ns ON ns.oid = c.relnamespace WHERE c.relkind IN ('v', 'm', 'S')
+UNION ALL
+SELECT 'function', p.proname || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')', p.prokind::text
+  FROM pg_catalog.pg_proc p JOIN ns ON ns.oid = p.pronamespace
+UNION ALL
+SELECT 'trigger', c.relname || '.' || t.tgname, t.tgenabled::text
+  FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid JOIN ns ON ns.oid = c.relnamespace
+ WHERE NOT t.tgisinternal
+UNION ALL
+SELECT 'privilege', a.privilege_type || ' on ' || o.object || ' to '
+       || CASE WHEN a.grantee = 0 THEN 'PUBLIC' WHEN a.grantee = o.owner THEN 'OWNER'
+               ELSE pg_catalog.pg_get_userbyid(a.grantee) END,
+       CASE WHEN a.is_grantable THEN 'WITH GRANT OPTION' ELSE '' END
+  FROM (SELECT 'schema ' || ns.nspname AS object, ns.nspowner AS owner,
+               coalesce(ns.nspacl, pg_catalog.acldefault('n', ns.nspowner)) AS acl FROM ns
+        UNION ALL
+        SELECT CASE WHEN c.relkind = 'S' THEN 'sequence ' ELSE 'table ' END || c.relname, c.relowner,
+               coalesce(c.relacl, pg_catalog.acldefault((CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END)::"char", c.relowner))
+          FROM pg_catalog.pg_class c JOIN ns ON ns.oid = c.relnamespace
+         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+        UNION ALL
+        SELECT 'function ' || p.proname || '(' || pg_catalog.pg_get_function_identity_arguments(p.oid) || ')',
+               p.proowner, coalesce(p.proacl, pg_catalog.acldefault('f', p.proowner))
+          FROM pg_catalog.pg_proc p JOIN ns ON ns.oid = p.pronamespace
+        UNION ALL
+        SELECT 'type ' || t.typname, t.typowner, coalesce(t.typacl, pg_catalog.acldefault('T', t.typowner))
+          FROM pg_catalog.pg_type t JOIN ns ON ns.oid = t.typnamespace
+         WHERE t.typtype IN ('d', 'e', 'r', 'm') OR (t.typtype = 'c'
+               AND (SELECT relkind FROM pg_catalog.pg_class WHERE oid = t.typrelid) = 'c')
+       ) o, LATERAL pg_catalog.aclexplode(o.acl) a
+"""
+
+DB_SETTINGS = """
+SELECT coalesce(r.rolname, '(database)') AS role, unnest(s.setconfig) AS setting
+  FROM pg_catalog.pg_db_role_setting s LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.setrole
+ WHERE s.setdatabase = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+"""
+
+
+@dataclass
+class TableCheck:
+    table: str
+    source_rows: int | None = None  # in the run's snapshot (recorded by the unit) or live
+    target_rows: int | None = None
+    source_rows_now: int | None = None  # live source, at validation time
+    status: str = "ok"  # ok | mismatch | missing | extra
+    note: str = ""
+    source_checksum: str | None = None
+    target_checksum: str | None = None
+
+
+@dataclass
+class SchemaValidation:
+    schema: str
+    mode: str
+    tables: list[TableCheck] = field(default_factory=list)
+    structure_diffs: list[str] = field(default_factory=list)
+    sequences: list[dict[str, Any]] = field(default_factory=list)
+    mismatches: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ok"] = self.ok
+        return data
+
+
+def _count(conn: psycopg.Connection, schema: str, table: str) -> int:
+    return conn.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(sql.Identifier(schema, table))).fetchone()[0]
+
+
+def checksum(conn: psycopg.Connection, schema: str, table: str) -> str:
+    """``count:sum-of-row-hashes`` of a table's own rows, columns taken by name."""
+    cols = [r[0] for r in conn.execute(COLUMNS_BY_NAME, {"schema": schema, "table": table}).fetchall()]
+    row = sql.SQL("ROW({})").format(sql.SQL(", ").join(sql.Identifier(c) for c in cols)) if cols else sql.SQL("ROW()")
+    query = sql.SQL(
+        "SELECT count(*)::text || ':' || coalesce(sum(pg_catalog.hashtextextended({}::text, 0)::numeric), 0)::text "
+        "FROM ONLY {}"
+    ).format(row, sql.Identifier(schema, table))
+    return conn.execute(query).fetchone()[0]
+
+
+def inventory(conn: psycopg.Connection, schema: str) -> set[tuple[str, str, str]]:
+    conn.execute("SELECT pg_catalog.set_config('search_path', '', false)")
+    return {tuple(r) for r in conn.execute(INVENTORY, {"schema": schema}).fetchall()}
+
+
+def diff_inventory(source: set[tuple[str, str, str]], target: set[tuple[str, str, str]]) -> list[str]:
+    diffs = []
+    src_by_key = {(k, n): d for k, n, d in source}
+    tgt_by_key = {(k, n): d for k, n, d in target}
+    for key in sorted(set(src_by_key) | set(tgt_by_key)):
+        kind, name = key
+        if key not in tgt_by_key:
+            diffs.append(f"{kind} {name} missing on the target")
+        elif key not in src_by_key:
+            diffs.append(f"{kind} {name} exists only on the target")
+        elif src_by_key[key] != tgt_by_key[key]:
+            diffs.append(f"{kind} {name} differs: source {src_by_key[key]!r}, target {tgt_by_key[key]!r}")
+    return diffs
+
+
+def validate_schema(
+    source: Endpoint,
+    target: Endpoint,
+    schema: str,
+    run_id: str | None = None,
+    mode: str = "counts",
+    snapshot_id: str | None = None,
+    structure: bool = True,
+) -> SchemaValidation:
+    """Compare one schema on both sides (see module doc). Never raises for a difference: reports it."""
+    started = time.monotonic()
+    result = SchemaValidation(schema=schema, mode=mode)
+    app = f"pg_migration validate {schema}"[:63]
+    with source.connect(app, autocommit=True) as src, target.connect(app, autocommit=True) as tgt:
+        apply_settings(src, {**SOURCE_SETTINGS, **TEXT_SETTINGS})
+        apply_settings(tgt, TEXT_SETTINGS)
+        recorded = state.loaded_tables(tgt, [schema]) if state.exists(tgt) else {}
+        src_tables = [r[0] for r in src.execute(SCHEMA_TABLES, {"schema": schema})]
+        tgt_tables = {r[0] for r in tgt.execute(SCHEMA_TABLES, {"schema": schema})}
+        for table in src_tables:
+            check = TableCheck(table=table)
+            result.tables.append(check)
+            check.source_rows_now = _count(src, schema, table)
+            rec = recorded.get((schema, table))
+            if run_id is not None and rec is not None:
+                check.source_rows = rec["source_rows"]
+                if rec["run_id"] != run_id:
+                    check.note = f"loaded by run {rec['run_id']} (resume: another snapshot)"
+            else:
+                check.source_rows = check.source_rows_now
+            if table not in tgt_tables:
+                check.status = "missing"
+                result.mismatches.append(f"table {schema}.{table} is missing on the target")
+                continue
+            check.target_rows = _count(tgt, schema, table)
+            if check.target_rows != check.source_rows:
+                check.status = "mismatch"
+                lost = check.source_rows - check.target_rows
+                what = f"{lost} row(s) lost" if lost > 0 else f"{-lost} extra row(s)"
+                result.mismatches.append(
+                    f"table {schema}.{table}: {what} (source {check.source_rows}, target {check.target_rows})"
+                )
+            if check.source_rows_now != check.source_rows:
+                delta = check.source_rows_now - check.source_rows
+                check.note = (
+                    check.note + "; " if check.note else ""
+                ) + f"changed after the dump ({delta:+d} rows since)"
+        for table in sorted(tgt_tables - set(src_tables)):
+            result.tables.append(TableCheck(table=table, target_rows=_count(tgt, schema, table), status="extra"))
+            result.mismatches.append(f"table {schema}.{table} exists only on the target")
+        if mode == "checksums":
+            _checksums(source, tgt, schema, result, snapshot_id, app)
+        if structure:
+            result.structure_diffs = diff_inventory(inventory(src, schema), inventory(tgt, schema))
+            result.mismatches += [f"structure: {d}" for d in result.structure_diffs]
+        _sequences(src, tgt, schema, result, run_id)
+    result.seconds = round(time.monotonic() - started, 3)
+    return result
+
+
+def _checksums(
+    source: Endpoint, tgt: psycopg.Connection, schema: str, result: SchemaValidation, snapshot_id: str | None, app: str
+) -> None:
+    """Checksums on both sides; the source's in the run's snapshot when it is still held."""
+    try:
+        src = open_source_snapshot(source, app, snapshot_id)
+        in_snapshot = bool(snapshot_id)
+    except SnapshotLost:
+        src = open_source_snapshot(source, app, None)
+        in_snapshot = False
+        result.notes.append("checksums: the run's snapshot was released; the source was read live")
+    with src:
+        apply_settings(src, TEXT_SETTINGS)
+        for check in result.tables:
+            if check.status in ("missing", "extra"):
+                continue
+            check.source_checksum = checksum(src, schema, check.table)
+            check.target_checksum = checksum(tgt, schema, check.table)
+            if check.source_checksum != check.target_checksum:
+                if not in_snapshot and check.source_rows_now != check.source_rows:
+                    check.note += "; checksum not comparable (changed after the dump)"
+                    continue
+                check.status = "mismatch"
+                result.mismatches.append(f"table {schema}.{check.table}: content differs (checksum)")
+
+
+def _sequences(
+    src: psycopg.Connection, tgt: psycopg.Connection, schema: str, result: SchemaValidation, run_id: str | None
+) -> None:
+    set_values: dict[str, int] = {}
+    if run_id is not None and state.exists(tgt):
+        phase = state.phases_of_run(tgt, run_id).get("post-data")
+        for s in (phase or {}).get("detail", {}).get("sequences", []):
+            if s["schema"] == schema:
+                set_values[s["name"]] = s["value"]
+    names = [
+        r[0]
+        for r in src.execute(
+            "SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind = 'S' ORDER BY 1",
+            (schema,),
+        )
+    ]
+    for name in names:
+        ident = sql.Identifier(schema, name)
+        src_value = src.execute(sql.SQL("SELECT last_value FROM {}").format(ident)).fetchone()[0]
+        try:
+            tgt_value = tgt.execute(sql.SQL("SELECT last_value FROM {}").format(ident)).fetchone()[0]
+        except psycopg.errors.UndefinedTable:
+            continue  # reported by the structure check
+        floor = set_values.get(name, src_value)
+        entry = {"sequence": name, "source": src_value, "target": tgt_value, "drift": src_value - tgt_value}
+        result.sequences.append(entry)
+        if tgt_value < floor:
+            result.mismatches.append(
+                f"sequence {schema}.{name} is behind: target {tgt_value}, expected at least {floor}"
+            )
+        elif src_value != tgt_value:
+            result.notes.append(
+                f"sequence {schema}.{name} drifted by {src_value - tgt_value} since post-data (live source)"
+            )
+
+
+def validate_database(source: Endpoint, target: Endpoint) -> dict[str, Any]:
+    """Database-wide checks: large object count and database-level settings."""
+    with (
+        source.connect("pg_migration validate", autocommit=True) as src,
+        target.connect("pg_migration validate", autocommit=True) as tgt,
+    ):
+        lo = [c.execute("SELECT count(*) FROM pg_catalog.pg_largeobject_metadata").fetchone()[0] for c in (src, tgt)]
+        settings = [{tuple(r) for r in c.execute(DB_SETTINGS).fetchall()} for c in (src, tgt)]
+    mismatches = []
+    if lo[0] != lo[1]:
+        mismatches.append(f"large objects: source {lo[0]}, target {lo[1]}")
+    for role, setting in sorted(settings[0] - settings[1]):
+        mismatches.append(f"setting {setting!r} of {role} missing on the target")
+    return {"large_objects": {"source": lo[0], "target": lo[1]}, "mismatches": mismatches}
