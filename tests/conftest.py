@@ -1,0 +1,224 @@
+"""The one fixture module that owns the real PostgreSQL servers (and a repo-local Airflow).
+
+Servers come from ``scripts/localpg.py`` (source and target: PostgreSQL 15; ``pg18`` on request).
+When they cannot be started the tests FAIL with the reason -- they never skip.
+
+Every test that migrates gets fresh, uniquely named databases: a source database (owner
+``postgres``) and a target database owned by the non-superuser ``aurora_admin`` (what Aurora's
+master user is), dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+sys.path.insert(0, str(REPO))
+
+from include.pg_migration.conn import Endpoint  # noqa: E402
+from scripts import localpg  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def pg_servers() -> dict[str, localpg.Server]:
+    try:
+        return localpg.ensure_up(pg18=False)
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"the local PostgreSQL servers cannot be started: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def pg18_server() -> localpg.Server:
+    try:
+        return localpg.ensure_up(pg18=True)["pg18"]
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"the local PostgreSQL 18 server cannot be started: {exc}", pytrace=False)
+
+
+def create_db(server: localpg.Server, name: str, owner: str | None = None) -> None:
+    localpg.drop_database(server, name)
+    with server.connect(autocommit=True) as conn:
+        stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if owner:
+            stmt += sql.SQL(" OWNER {}").format(sql.Identifier(owner))
+        conn.execute(stmt)
+
+
+def endpoint(server: localpg.Server, dbname: str, user: str, label: str) -> Endpoint:
+    return Endpoint(host=server.host, port=server.port, dbname=dbname, user=user,
+                    password=server.password_for(user), label=label)
+
+
+@dataclass
+class Pair:
+    """A fresh source database and a fresh target database (owned by the non-superuser)."""
+
+    source_server: localpg.Server
+    target_server: localpg.Server
+    source_db: str
+    target_db: str
+
+    @property
+    def source(self) -> Endpoint:
+        return endpoint(self.source_server, self.source_db, self.source_server.superuser, "source")
+
+    @property
+    def target(self) -> Endpoint:
+        return endpoint(self.target_server, self.target_db, self.target_server.admin_user, "target")
+
+    def source_su(self, **kw) -> psycopg.Connection:
+        return self.source_server.connect(self.source_db, autocommit=True, **kw)
+
+    def target_su(self, **kw) -> psycopg.Connection:
+        """The target as superuser: for inspecting and for injecting differences in tests only."""
+        return self.target_server.connect(self.target_db, autocommit=True, **kw)
+
+    def airflow_env(self) -> dict[str, str]:
+        return {
+            "AIRFLOW_CONN_PG_SOURCE": self.source_server.uri(self.source_db),
+            "AIRFLOW_CONN_PG_TARGET": self.target_server.uri(self.target_db, user=self.target_server.admin_user),
+        }
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def pair(pg_servers, request) -> Pair:
+    """Fresh empty source + target databases, dropped after the test."""
+    p = Pair(pg_servers["source"], pg_servers["target"], _unique("src"), _unique("tgt"))
+    create_db(p.source_server, p.source_db)
+    create_db(p.target_server, p.target_db, owner=p.target_server.admin_user)
+    yield p
+    localpg.drop_database(p.source_server, p.source_db)
+    localpg.drop_database(p.target_server, p.target_db)
+
+
+@pytest.fixture
+def fresh_source_db(pg_servers) -> str:
+    """DSN of a new empty database on the source server, as superuser ``postgres``."""
+    server = pg_servers["source"]
+    name = _unique("demo")
+    create_db(server, name)
+    yield server.dsn(name)
+    localpg.drop_database(server, name)
+
+
+@pytest.fixture(scope="session")
+def demo_source(pg_servers) -> str:
+    """A source database holding the demo warehouse (small scale), shared read-only by tests."""
+    from include.pg_migration.demo import load_warehouse
+
+    server = pg_servers["source"]
+    name = _unique("demo_shared")
+    create_db(server, name)
+    load_warehouse(server.dsn(name), scale=0.2)
+    yield name
+    localpg.drop_database(server, name)
+
+
+@pytest.fixture
+def demo_pair(pg_servers, demo_source) -> Pair:
+    """The shared demo source + a fresh target database."""
+    p = Pair(pg_servers["source"], pg_servers["target"], demo_source, _unique("tgt"))
+    create_db(p.target_server, p.target_db, owner=p.target_server.admin_user)
+    yield p
+    localpg.drop_database(p.target_server, p.target_db)
+
+
+# -- Airflow -----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def airflow_home(tmp_path_factory) -> Path:
+    """A throw-away AIRFLOW_HOME (SQLite), migrated once by bin/airflow on first use."""
+    home = tmp_path_factory.mktemp("airflow_home")
+    result = subprocess.run([str(REPO / "bin" / "airflow"), "version"], env=_airflow_env(home, {}),
+                            capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        pytest.fail(f"bin/airflow cannot set up Airflow: {result.stderr[-2000:]}", pytrace=False)
+    return home
+
+
+def _airflow_env(home: Path, extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
+    env.update({"AIRFLOW_HOME": str(home), "PG_MIGRATION_REPORTS": str(home / "reports")})
+    env.update(extra)
+    return env
+
+
+@dataclass
+class DagRunResult:
+    state: str
+    output: str
+    report_dir: Path | None
+
+    def report(self) -> dict:
+        assert self.report_dir is not None, f"no report path in the output:\n{self.output[-3000:]}"
+        return json.loads((self.report_dir / "report.json").read_text())
+
+
+def run_dag(home: Path, dag_id: str, conf: dict | None = None, env: dict[str, str] | None = None,
+            timeout: float = 900) -> DagRunResult:
+    """``bin/airflow dags test`` and the run's final state (the CLI exits 0 even when it failed)."""
+    cmd = [str(REPO / "bin" / "airflow"), "dags", "test", dag_id]
+    if conf:
+        cmd += ["-c", json.dumps(conf)]
+    proc = subprocess.run(cmd, env=_airflow_env(home, env or {}), capture_output=True, text=True, timeout=timeout)
+    out = proc.stdout + proc.stderr
+    m = re.findall(r"DagRun Finished: .*?state=(\w+)", out)
+    state = m[-1] if m else f"unknown (exit {proc.returncode})"
+    rep = re.findall(r"report written to (\S+)/report\.json", out)
+    return DagRunResult(state=state, output=out, report_dir=Path(rep[-1]) if rep else None)
+
+
+@pytest.fixture
+def dag_runner(airflow_home):
+    def _run(dag_id: str = "pg_migration", conf: dict | None = None, env: dict[str, str] | None = None,
+             timeout: float = 900) -> DagRunResult:
+        return run_dag(airflow_home, dag_id, conf, env, timeout)
+
+    return _run
+
+
+# -- comparing both sides by query ----------------------------------------------------------------------
+
+TABLES = """
+SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema', '_pg_migration')
+   AND n.nspname !~ '^pg_toast' ORDER BY 1, 2
+"""
+
+
+def table_fingerprints(conn: psycopg.Connection) -> dict[tuple[str, str], tuple[int, str]]:
+    """Per table: (own row count, md5 of the sorted text of its own rows, columns taken by name)."""
+    conn.execute("SET TimeZone = 'UTC'; SET extra_float_digits = 3; SET DateStyle = 'ISO, YMD'")
+    out = {}
+    for schema, table in conn.execute(TABLES).fetchall():
+        cols = [r[0] for r in conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped "
+            "ORDER BY attname COLLATE \"C\"", (sql.Identifier(schema, table).as_string(conn),)).fetchall()]
+        row = sql.SQL(", ").join(sql.Identifier(c) for c in cols)
+        q = sql.SQL("SELECT count(*), md5(coalesce(string_agg(r, E'\\n' ORDER BY r COLLATE \"C\"), '')) "
+                    "FROM (SELECT ROW({})::text AS r FROM ONLY {}) s").format(row, sql.Identifier(schema, table))
+        out[(schema, table)] = tuple(conn.execute(q).fetchone())
+    return out
+
+
+def assert_equal_data(source: psycopg.Connection, target: psycopg.Connection) -> None:
+    src, tgt = table_fingerprints(source), table_fingerprints(target)
+    assert set(src) == set(tgt), f"tables differ: only source {set(src) - set(tgt)}, only target {set(tgt) - set(src)}"
+    diffs = {k: (src[k], tgt[k]) for k in src if src[k] != tgt[k]}
+    assert not diffs, f"tables differ: {diffs}"
