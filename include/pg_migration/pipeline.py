@@ -66,59 +66,73 @@ def register(
         state.save_units(conn, run_id, the_plan["units"])
 
 
-def migrate_locally(
-    source: Endpoint,
-    target: Endpoint,
-    run_id: str,
-    *,
-    include: list[str] | None = None,
-    exclude: list[str] | None = None,
-    pool_size: int = 2,
-    consistent: bool = True,
-    resume: bool = False,
-    unit_order: list[str] | None = None,
-    log_dir: Path | None = None,
-    dag_id: str = "pg_migration",
-) -> dict[str, Any]:
-    """Every step of a run in this process (units one after another, in ``unit_order`` if given)."""
-    inventory = discover(source, include, exclude)
-    the_plan = make_plan(inventory, pool_size)
-    params = {"resume": resume, "consistent": consistent}
-    register(target, run_id, dag_id, params, the_plan, source, consistent)
-    try:
-        _run_steps(source, target, run_id, the_plan, consistent, unit_order, log_dir)
-    finally:
-        with target.connect(autocommit=True) as conn:
-            state.release_guard(conn, run_id)
-    return the_plan
+class LocalRun:
+    """A run driven step by step in this process (tests, and the reference for what the DAG does)."""
 
+    def __init__(self, source: Endpoint, target: Endpoint, run_id: str, *, include: list[str] | None = None,
+                 exclude: list[str] | None = None, pool_size: int = 2, consistent: bool = True,
+                 resume: bool = False, create_roles: bool = True, dag_id: str = "pg_migration",
+                 log_dir: Path | None = None):
+        self.source, self.target, self.run_id, self.dag_id = source, target, run_id, dag_id
+        self.include, self.exclude, self.pool_size = include, exclude, pool_size
+        self.params = {"resume": resume, "consistent": consistent, "create_roles": create_roles}
+        self.consistent = consistent
+        self.log_dir = log_dir or Path("/tmp")
+        self.plan: dict[str, Any] = {}
 
-def _run_steps(
-    source: Endpoint,
-    target: Endpoint,
-    run_id: str,
-    the_plan: dict[str, Any],
-    consistent: bool,
-    unit_order: list[str] | None,
-    log_dir: Path | None,
-) -> None:
-    try:
-        if consistent:
-            env = worker_env(source, target, run_id, "snapshot")
+    def env(self, phase: str, unit_id: str | None = None) -> dict[str, str]:
+        return worker_env(self.source, self.target, self.run_id, phase, unit_id)
+
+    def start(self) -> dict[str, Any]:
+        """discover, plan, register (guard), snapshot, pre-data."""
+        inventory = discover(self.source, self.include, self.exclude)
+        self.plan = make_plan(inventory, self.pool_size)
+        register(self.target, self.run_id, self.dag_id, self.params, self.plan, self.source, self.consistent)
+        if self.consistent:
             from include.pg_migration.runner import local_env
 
-            snapshot.start_local(local_env(env), (log_dir or Path("/tmp")) / "pg_migration-snapshot.log")
-            snapshot.wait_for_snapshot(target, run_id)
-        run_local(worker_env(source, target, run_id, "pre-data"), label="pre-data")
-        units = the_plan["units"]
+            log_file = self.log_dir / f"pg_migration-snapshot-{self.run_id}.log"
+            snapshot.start_local(local_env(self.env("snapshot")), log_file)
+            snapshot.wait_for_snapshot(self.target, self.run_id)
+        run_local(self.env("pre-data"), label="pre-data")
+        return self.plan
+
+    def unit(self, unit_id: str) -> None:
+        run_local(self.env("data", unit_id), label=unit_id)
+
+    def finish(self) -> None:
+        """large objects, release the snapshot, post-data, release the guard."""
+        try:
+            run_local(self.env("large-objects"), label="large-objects")
+        finally:
+            snapshot.request_release(self.target, self.run_id)
+        try:
+            run_local(self.env("post-data"), label="post-data")
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        snapshot.request_release(self.target, self.run_id)
+        with self.target.connect(autocommit=True) as conn:
+            state.release_guard(conn, self.run_id)
+
+
+def migrate_locally(source: Endpoint, target: Endpoint, run_id: str, *, unit_order: list[str] | None = None,
+                    **options: Any) -> dict[str, Any]:
+    """Every step of a run in this process (units one after another, in ``unit_order`` if given)."""
+    run = LocalRun(source, target, run_id, **options)
+    try:
+        the_plan = run.start()
+        units = [u["unit_id"] for u in the_plan["units"]]
         if unit_order:
-            units = sorted(units, key=lambda u: unit_order.index(u["unit_id"]) if u["unit_id"] in unit_order else -1)
-        for unit in units:
-            run_local(worker_env(source, target, run_id, "data", unit["unit_id"]), label=unit["unit_id"])
-        run_local(worker_env(source, target, run_id, "large-objects"), label="large-objects")
-    finally:
-        snapshot.request_release(target, run_id)
-    run_local(worker_env(source, target, run_id, "post-data"), label="post-data")
+            units.sort(key=lambda u: unit_order.index(u) if u in unit_order else -1)
+        for unit_id in units:
+            run.unit(unit_id)
+    except BaseException:
+        run.close()
+        raise
+    run.finish()
+    return the_plan
 
 
 def assemble_report(
