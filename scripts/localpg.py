@@ -357,12 +357,13 @@ def _ensure_pg15_installed() -> None:
         if not shutil.which("sudo"):
             raise LocalPgError("PostgreSQL 15 is missing: run `apt-get install -y postgresql-15` as root")
         prefix = ["sudo", "-n"]
+    had_cluster = Path("/etc/postgresql/15/main").exists()
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = [*prefix, "apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql-15"]
     if subprocess.run(install, check=False, env=env, stdin=subprocess.DEVNULL).returncode != 0:
         subprocess.run([*prefix, "apt-get", "update", "-q"], env=env, stdin=subprocess.DEVNULL, check=True)
         subprocess.run(install, env=env, stdin=subprocess.DEVNULL, check=True)
-    if Path("/etc/postgresql/15/main").exists() and shutil.which("pg_dropcluster"):
+    if not had_cluster and Path("/etc/postgresql/15/main").exists() and shutil.which("pg_dropcluster"):
         # The package creates (and may start) a system cluster on 5432; we never use it.
         _say("dropping the Debian system cluster 15/main created by the package (unused)")
         subprocess.run([*prefix, "pg_dropcluster", "--stop", "15", "main"], check=False, stdin=subprocess.DEVNULL)
