@@ -34,6 +34,11 @@ from include.pg_migration.sessions import SOURCE_SETTINGS, apply_settings, open_
 
 log = logging.getLogger(__name__)
 
+FOR_ROLE = re.compile(r'ALTER DEFAULT PRIVILEGES FOR ROLE (?:"(?:[^"]|"")+"|\w+) ')
+
+#: Post-data entry types whose failure is reported, not fatal (grants to roles the target lacks).
+SOFT_KINDS = ("ACL", "DEFAULT ACL", "COMMENT")
+
 #: Entry types that a data unit builds for the table it loaded.
 UNIT_KINDS = ("INDEX", "CONSTRAINT")
 
@@ -298,7 +303,12 @@ def _store_post_data(
     rows = []
     for seq, entry in enumerate(entries, start=1):
         table = owners.get((entry.type, entry.schema or "", entry.name), (None, None))
-        rows.append((run_id, seq, entry.type, entry.schema, entry.name, table[0], table[1], entry.sql))
+        statement = entry.sql
+        if entry.type == "DEFAULT ACL":
+            # Objects are owned by the target's user (no ownership commands), so the source owner's
+            # default privileges become the target user's: drop "FOR ROLE <source owner>".
+            statement = FOR_ROLE.sub("ALTER DEFAULT PRIVILEGES ", statement)
+        rows.append((run_id, seq, entry.type, entry.schema, entry.name, table[0], table[1], statement))
     seq = len(rows)
     for schema, name, populated in matviews:
         if populated:
@@ -346,9 +356,8 @@ def run_post_data(source: Endpoint, target: Endpoint, run_id: str, app: str) -> 
                     tgt.execute(statement)
                 _mark(tgt, run_id, entry)
             except psycopg.Error as exc:
-                failures.append(
-                    f"{entry['kind']} {entry['schema_name']}.{entry['name']}: {str(exc).strip().splitlines()[0]}"
-                )
+                message = f"{entry['kind']} {entry['schema_name']}.{entry['name']}: {str(exc).strip().splitlines()[0]}"
+                (warnings if entry["kind"] in SOFT_KINDS else failures).append(message)
         for entry in not_valid:  # per-unit snapshots: validate cross-table keys now, name violations
             conname = entry["name"][len(entry["table_name"]) + 1 :]
             try:
