@@ -1,0 +1,39 @@
+"""The "Migrations" page of the Airflow UI (Airflow 3 plugin; registered by ``plugins/pg_migration.py``).
+
+A FastAPI app mounted on the Airflow API server at ``/pg-migration``:
+
+* ``/pg-migration/``                          the page (HTML, server-rendered, no JavaScript needed);
+* ``/pg-migration/run/{dag_id}/{run_id}``     one run's report as a page;
+* ``/pg-migration/api/runs``                  every run report (summaries, newest first);
+* ``/pg-migration/api/runs/{dag_id}/{run_id}`` one run's ``report.json``, as the DAG wrote it;
+* ``/pg-migration/api/overview``              what the page shows: latest run and rehearsal per schema;
+* ``/pg-migration/api/live/{dag_id}``         progress of the DAG's current (or given) run from Airflow's
+  own task instances: units running/done/failed/waiting in the pool, projected finish;
+* ``/pg-migration/api/trend``                 rehearsal durations per schema (history.jsonl) vs the window.
+
+Data comes only from the reports (:mod:`include.pg_migration.report`) and, for the live view, from
+Airflow's task instances. Everything is read-only and behind the auth manager's own checks.
+
+Modules: :mod:`.data` (reports -> page data), :mod:`.live` (task instances -> progress),
+:mod:`.chart` (inline SVG), :mod:`.page` (HTML), :mod:`.app` (routes and authorization). Only
+``app`` and ``live`` import Airflow.
+
+This folder holds an ``.airflowignore``: Airflow's plugin loader would otherwise import every file in
+it as a top-level module of its own.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# ``include.pg_migration`` lives at the repository root, which bin/airflow and docker-compose put on
+# PYTHONPATH; fall back to the checkout this plugin sits in.
+try:
+    import include.pg_migration  # noqa: F401
+except ImportError:  # pragma: no cover - depends on how Airflow was started
+    sys.path.append(str(Path(__file__).resolve().parents[2]))
+
+URL_PREFIX = "/pg-migration"
+RUN_DAG_ID = "pg_migration"
+REHEARSAL_DAG_ID = "pg_migration_rehearsal"
