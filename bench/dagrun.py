@@ -1,0 +1,420 @@
+"""The ``dag`` row: this project's DAG under a real scheduler (LocalExecutor, pool of N slots).
+
+A throw-away AIRFLOW_HOME (SQLite) gets the scheduler, the dag-processor and the api-server
+(started through ``bin/airflow``, which migrates the metadata DB and creates pool ``pg_migration``
+with ``PG_MIGRATION_POOL_SIZE`` slots on first use). Connections come from ``AIRFLOW_CONN_*``
+variables; runs are triggered with ``bin/airflow dags trigger`` and followed through the REST API
+(the simple auth manager with every user admin: nothing but 127.0.0.1 can reach it).
+
+After a run, its timings are taken apart:
+
+* ``makespan`` -- the run's start to end, as the scheduler recorded them;
+* ``work`` of each task instance -- for the data units the worker's own seconds (from the
+  target's ``_pg_migration.units``); for the other worker phases the span of the worker's log
+  lines; for the in-process tasks their duration minus the fixed cost of a task instance (the
+  median duration of the DAG's no-op tasks ``units_to_copy``/``schemas_to_validate``/``copy_wanted``);
+* ``ideal`` -- the makespan of the DAG with every task instance taking exactly its work and no
+  scheduling delay: list scheduling over the real dependency graph with the pool's N slots;
+* ``orchestration overhead`` = makespan - ideal (reported in total, per data unit, per task instance).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+
+from bench.common import REPO, RssSampler, log, tail
+
+DAG_ID = "pg_migration"
+POOL_TASKS = {"pre_data", "migrate_unit", "large_objects", "post_data", "validate"}
+NOOP_TASKS = ("units_to_copy", "schemas_to_validate", "copy_wanted")
+WORKER_TASKS = {"pre_data": "pre-data", "large_objects": "large-objects", "post_data": "post-data"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ts(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+class AirflowStack:
+    """scheduler + dag-processor + api-server in their own process groups, stopped by :meth:`stop`."""
+
+    def __init__(self, home: Path, pool_size: int, parallelism: int, connections: dict[str, str]):
+        self.home = home
+        self.pool_size = pool_size
+        self.parallelism = parallelism
+        self.port = _free_port()
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PGMIG_", "PG"))}
+        self.env.update(
+            {
+                "AIRFLOW_HOME": str(home),
+                "PG_MIGRATION_POOL_SIZE": str(pool_size),
+                "PG_MIGRATION_REPORTS": str(home / "reports"),
+                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__PARALLELISM": str(parallelism),
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
+                "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+                "AIRFLOW__CORE__FERNET_KEY": "",
+                **connections,
+            }
+        )
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def airflow(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(REPO / "bin" / "airflow"), *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+
+    def start(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        result = self.airflow("version", timeout=900)  # first use: db migrate + pool
+        if result.returncode != 0:
+            raise RuntimeError(f"bin/airflow cannot set up {self.home}: {result.stderr[-2000:]}")
+        for name, args in (
+            ("api-server", ["api-server", "--port", str(self.port), "--host", "127.0.0.1"]),
+            ("scheduler", ["scheduler"]),
+            ("dag-processor", ["dag-processor"]),
+        ):
+            out = open(self.home / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+            self.procs[name] = subprocess.Popen(
+                [str(REPO / "bin" / "airflow"), *args],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"airflow {name} exited ({proc.returncode}): {tail(self.home / f'{name}.log')}")
+            try:
+                dag = self.get(f"/api/v2/dags/{DAG_ID}")
+                if dag.get("is_paused") is False or dag.get("dag_id"):
+                    break
+            except (urllib.error.URLError, OSError, ValueError):
+                pass
+            time.sleep(1)
+        else:
+            raise RuntimeError(f"the DAG was not parsed / api-server not up within 300 s; see {self.home}")
+        self.ready_s = time.monotonic() - started
+        log(f"airflow stack up in {self.ready_s:.1f}s (api-server :{self.port}, pool {self.pool_size})")
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + 30
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+        self.procs.clear()
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(self.base + path, timeout=30) as resp:
+            return json.loads(resp.read())
+
+    def trigger(self, run_id: str, conf: dict[str, Any]) -> None:
+        result = self.airflow("dags", "trigger", DAG_ID, "-r", run_id, "-c", json.dumps(conf))
+        if result.returncode != 0:
+            raise RuntimeError(f"dags trigger failed: {result.stderr[-2000:]}")
+
+    def wait(self, run_id: str, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            run = self.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}")
+            if run["state"] in ("success", "failed"):
+                return run
+            time.sleep(2)
+        raise TimeoutError(f"run {run_id} not finished after {timeout:.0f}s")
+
+    def task_instances(self, run_id: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        while True:
+            page = self.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances?limit=100&offset={len(out)}")
+            out += page["task_instances"]
+            if len(out) >= page["total_entries"] or not page["task_instances"]:
+                return out
+
+    def tasks(self) -> dict[str, list[str]]:
+        return {t["task_id"]: t["downstream_task_ids"] for t in self.get(f"/api/v2/dags/{DAG_ID}/tasks")["tasks"]}
+
+
+def _worker_group(target_db: str):
+    """Classifies processes: the pg_migration workers of this run, and Airflow's task processes."""
+
+    def select(proc: psutil.Process) -> str | None:
+        cmd = proc.cmdline()
+        if not cmd:
+            return None
+        text = " ".join(cmd)
+        if "include.pg_migration.worker" in text:
+            try:
+                if proc.environ().get("PGMIG_TARGET_DBNAME") != target_db:
+                    return None
+            except psutil.Error:
+                return None
+            return "pg_migration worker"
+        return None
+
+    return select
+
+
+def run_dag(stack: AirflowStack, run_id: str, conf: dict[str, Any], target_db: str, timeout: float) -> dict[str, Any]:
+    """Trigger one run, wait for it, sample worker memory meanwhile; the run's API records."""
+    started = time.monotonic()
+    with RssSampler(_worker_group(target_db), scan_all=True, interval=0.5) as rss:
+        stack.trigger(run_id, conf)
+        run = stack.wait(run_id, timeout)
+    waited = time.monotonic() - started
+    tis = stack.task_instances(run_id)
+    return {"run": run, "tis": tis, "rss": rss.summary(), "waited_s": waited}
+
+
+# -- taking a run's time apart -------------------------------------------------------------------
+
+
+def _ti_log(home: Path, run_id: str, ti: dict[str, Any]) -> dict[str, Any]:
+    """From a task instance's log: when its callable started and ended, and the task runner's DAG parse time.
+
+    The task runner logs ``::endgroup::`` when its start-up (DAG file parse, API calls) is over and
+    the callable starts, and ``::group::Post Execute`` when the callable has returned.
+    """
+    folder = home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}" / f"task_id={ti['task_id']}"
+    if ti["map_index"] >= 0:
+        folder = folder / f"map_index={ti['map_index']}"
+    path = folder / f"attempt={max(1, ti['try_number'])}.log"
+    facts: dict[str, Any] = {}
+    if not path.exists():
+        return facts
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        event = str(rec.get("event", ""))
+        if "dag_file_parse_ms" in rec:
+            facts["parse_ms"] = rec["dag_file_parse_ms"]
+        if event == "::endgroup::" and "exec_start" not in facts:
+            facts["exec_start"] = _ts(rec["timestamp"])
+        elif event == "::group::Post Execute":
+            facts["exec_end"] = _ts(rec["timestamp"])
+    return facts
+
+
+def unit_work(target_dsn: str, run_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The plan's units in map order with the worker's seconds, and the run's phase details."""
+    with psycopg.connect(target_dsn, autocommit=True) as conn:
+        plan = conn.execute("SELECT plan FROM _pg_migration.runs WHERE run_id = %s", (run_id,)).fetchone()[0]
+        rows = {
+            r[0]: {"seconds": r[1], "bytes": r[2], "attempts": r[3], "status": r[4]}
+            for r in conn.execute(
+                "SELECT unit_id, seconds, bytes, attempts, status FROM _pg_migration.units WHERE run_id = %s",
+                (run_id,),
+            )
+        }
+        phases = {
+            r[0]: r[1]
+            for r in conn.execute("SELECT phase, detail FROM _pg_migration.phases WHERE run_id = %s", (run_id,))
+        }
+        tables = conn.execute(
+            "SELECT sum(seconds), sum(bytes), count(*), count(*) FILTER (WHERE copy_format = 'binary') "
+            "FROM _pg_migration.tables WHERE run_id = %s",
+            (run_id,),
+        ).fetchone()
+    units = [{**u, **rows.get(u["unit_id"], {})} for u in plan["units"]]
+    return units, {
+        "phases": phases,
+        "tables": {"copy_seconds_sum": tables[0], "bytes": tables[1], "count": tables[2], "binary": tables[3]},
+    }
+
+
+def simulate(tis: list[dict[str, Any]], downstream: dict[str, list[str]], work: dict[tuple[str, int], float],
+             slots: int) -> float:
+    """Makespan with zero scheduling delay: list scheduling on the dependency graph, pool of ``slots``."""
+    upstream: dict[str, set[str]] = {t: set() for t in downstream}
+    for t, downs in downstream.items():
+        for d in downs:
+            upstream.setdefault(d, set()).add(t)
+    by_task: dict[str, list[tuple[str, int]]] = {}
+    for ti in tis:
+        by_task.setdefault(ti["task_id"], []).append((ti["task_id"], ti["map_index"]))
+    for keys in by_task.values():
+        keys.sort(key=lambda k: k[1])
+    task_done: dict[str, float] = {}
+    pending = dict(by_task)
+    pool_free = [0.0] * max(1, slots)
+    while pending:
+        ready = [t for t in pending if all(u in task_done or u not in by_task for u in upstream.get(t, ()))]
+        if not ready:
+            raise RuntimeError(f"cycle or missing tasks: {sorted(pending)}")
+        # Earliest-ready task first (what a scheduler without delay would start first).
+        ready.sort(key=lambda t: max([task_done.get(u, 0.0) for u in upstream.get(t, ()) if u in by_task] or [0.0]))
+        task = ready[0]
+        start_at = max([task_done.get(u, 0.0) for u in upstream.get(task, ()) if u in by_task] or [0.0])
+        ends = []
+        for key in pending.pop(task):
+            w = work.get(key, 0.0)
+            if task in POOL_TASKS:
+                i = min(range(len(pool_free)), key=lambda j: pool_free[j])
+                begin = max(start_at, pool_free[i])
+                pool_free[i] = begin + w
+                ends.append(begin + w)
+            else:
+                ends.append(start_at + w)
+        task_done[task] = max(ends) if ends else start_at
+    return max(task_done.values()) if task_done else 0.0
+
+
+def analyse(stack: AirflowStack, result: dict[str, Any], target_dsn: str, run_id: str) -> dict[str, Any]:
+    run, tis = result["run"], result["tis"]
+    start, end = _ts(run["start_date"]), _ts(run["end_date"])
+    makespan = (end - start).total_seconds()
+    units, extra = unit_work(target_dsn, run_id)
+    downstream = stack.tasks()
+    tis = [ti for ti in tis if ti["state"] != "skipped"]  # branches not taken: no work, no slot
+    durations = {(ti["task_id"], ti["map_index"]): ti["duration"] or 0.0 for ti in tis}
+    noop = [durations[(t, -1)] for t in NOOP_TASKS if (t, -1) in durations]
+    fixed = statistics.median(noop) if noop else 0.0
+    work: dict[tuple[str, int], float] = {}
+    parse_ms: list[float] = []
+    exec_missing = 0
+    for ti in tis:
+        key = (ti["task_id"], ti["map_index"])
+        facts = _ti_log(stack.home, run_id, ti)
+        if "parse_ms" in facts:
+            parse_ms.append(facts["parse_ms"])
+        if ti["task_id"] in NOOP_TASKS:
+            work[key] = 0.0
+        elif "exec_start" in facts and "exec_end" in facts:
+            work[key] = max(0.0, (facts["exec_end"] - facts["exec_start"]).total_seconds())
+        else:
+            exec_missing += 1
+            work[key] = max(0.0, durations[key] - fixed)
+    ideal = simulate(tis, downstream, work, stack.pool_size)
+    n_units = sum(1 for ti in tis if ti["task_id"] == "migrate_unit")
+    overhead = makespan - ideal
+
+    def span_of(task: str) -> dict[str, Any] | None:
+        mine = [ti for ti in tis if ti["task_id"] == task and ti["start_date"]]
+        if not mine:
+            return None
+        first = min(_ts(ti["start_date"]) for ti in mine)
+        last = max(_ts(ti["end_date"]) for ti in mine if ti["end_date"])
+        return {
+            "from_s": round((first - start).total_seconds(), 1),
+            "to_s": round((last - start).total_seconds(), 1),
+            "instances": len(mine),
+            "ti_seconds_sum": round(sum(ti["duration"] or 0 for ti in mine), 1),
+            "work_seconds_sum": round(sum(work.get((ti["task_id"], ti["map_index"]), 0) for ti in mine), 1),
+        }
+
+    timeline = {t: span_of(t) for t in downstream if span_of(t)}
+    post = timeline.get("post_data")
+    unit_ti = [durations[(t, m)] - work[(t, m)] for (t, m) in durations if t == "migrate_unit"]
+    all_ti = [durations[k] - work[k] for k in durations]
+    unit_exec = sum(work[k] for k in work if k[0] == "migrate_unit")
+    unit_worker = sum(float(u.get("seconds") or 0) for u in units)
+    gaps = _scheduling_gaps(tis, downstream)
+    return {
+        "state": run["state"],
+        "makespan_s": round(makespan, 2),
+        "migration_s": round(post["to_s"], 2) if post else None,
+        "ideal_s": round(ideal, 2),
+        "overhead_s": round(overhead, 2),
+        "units": n_units,
+        "task_instances": len(tis),
+        "overhead_per_unit_s": round(overhead / n_units, 3) if n_units else None,
+        "overhead_per_task_instance_s": round(overhead / len(tis), 3) if tis else None,
+        "task_instance_fixed_cost_s": round(fixed, 2),
+        "in_task_overhead_s": {
+            "what": "task instance duration minus its callable's run time (process start, DAG parse, API calls)",
+            "median_all": round(statistics.median(all_ti), 2) if all_ti else None,
+            "median_units": round(statistics.median(unit_ti), 2) if unit_ti else None,
+            "max_units": round(max(unit_ti), 2) if unit_ti else None,
+            "sum_all": round(sum(all_ti), 1),
+        },
+        "task_runner_dag_parse_ms_median": statistics.median(parse_ms) if parse_ms else None,
+        "units_callable_s_sum": round(unit_exec, 1),
+        "units_worker_s_sum": round(unit_worker, 1),
+        "exec_span_missing": exec_missing,
+        "scheduling_gaps": gaps,
+        "timeline": timeline,
+        "unit_work": [
+            {"unit": u["label"], "mb": round((u.get("bytes") or u["bytes"]) / 1e6, 1), "seconds": u.get("seconds"),
+             "attempts": u.get("attempts"), "tables": len(u["tables"])}
+            for u in units
+        ],
+        **extra,
+    }
+
+
+def _scheduling_gaps(tis: list[dict[str, Any]], downstream: dict[str, list[str]]) -> dict[str, Any]:
+    """Per task: the delay between its last upstream ending and its first instance starting."""
+    upstream: dict[str, set[str]] = {}
+    for t, downs in downstream.items():
+        for d in downs:
+            upstream.setdefault(d, set()).add(t)
+    ends: dict[str, dt.datetime] = {}
+    starts: dict[str, dt.datetime] = {}
+    queued: dict[str, dt.datetime] = {}
+    for ti in tis:
+        if ti["end_date"]:
+            e = _ts(ti["end_date"])
+            ends[ti["task_id"]] = max(ends.get(ti["task_id"], e), e)
+        if ti["start_date"]:
+            s = _ts(ti["start_date"])
+            starts[ti["task_id"]] = min(starts.get(ti["task_id"], s), s)
+        if ti.get("queued_when"):
+            q = _ts(ti["queued_when"])
+            queued[ti["task_id"]] = min(queued.get(ti["task_id"], q), q)
+    out = {}
+    for task, s in starts.items():
+        ups = [ends[u] for u in upstream.get(task, ()) if u in ends]
+        if ups:
+            ready = max(ups)
+            q = queued.get(task)
+            out[task] = {
+                "to_queued_s": round((q - ready).total_seconds(), 2) if q else None,
+                "to_start_s": round((s - ready).total_seconds(), 2),
+            }
+    return out
