@@ -17,7 +17,10 @@ from include.pg_migration.errors import MigrationError
 
 EXTENSIONS_USED = "SELECT extname FROM pg_catalog.pg_extension WHERE extname <> 'plpgsql' ORDER BY 1"
 EXTENSIONS_AVAILABLE = """
-SELECT name, installed_version IS NOT NULL AS installed FROM pg_catalog.pg_available_extensions
+SELECT a.name, a.installed_version IS NOT NULL AS installed,
+       coalesce((SELECT bool_or(v.trusted) FROM pg_catalog.pg_available_extension_versions v
+                  WHERE v.name = a.name), false) AS trusted
+  FROM pg_catalog.pg_available_extensions a
 """
 
 #: Roles named by grants on objects of the selected schemas.
