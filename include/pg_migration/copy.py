@@ -53,7 +53,7 @@ SELECT n.nspname, t.relname, k.conname
 HAS_USER_TRIGGERS = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = %(oid)s AND NOT tgisinternal)"
 
 UNIT_DDL = """
-SELECT seq, kind, name, schema_name, statement, applied_at FROM {s}.ddl
+SELECT seq, kind, name, schema_name, table_schema, table_name, statement, applied_at FROM {s}.ddl
  WHERE run_id = %s AND table_schema = %s AND table_name = %s AND kind IN ('INDEX', 'CONSTRAINT')
  ORDER BY seq
 """

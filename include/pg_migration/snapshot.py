@@ -128,6 +128,22 @@ def check_alive(target: Endpoint, run_id: str, stale_after_s: float = 30.0) -> s
     return row[0]
 
 
+def _holder_gone(where: str | None) -> bool:
+    """True when the holder ran on this host and its process no longer exists."""
+    if not where or ":" not in where:
+        return False
+    host, pid = where.rsplit(":", 1)
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError):
+        return False
+    return False
+
+
 def request_release(target: Endpoint, run_id: str, wait_s: float = 15.0) -> bool:
     """Ask the holder to end its transaction; wait until it has. True if a snapshot was released."""
     with target.connect("pg_migration snapshot-release", autocommit=True) as tgt:
@@ -136,7 +152,7 @@ def request_release(target: Endpoint, run_id: str, wait_s: float = 15.0) -> bool
             return False
         state.set_run(tgt, run_id, release_requested=True)
         deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not _holder_gone(run.get("holder_where")):
             run = state.get_run(tgt, run_id)
             if run["snapshot_released_at"] is not None:
                 return True
