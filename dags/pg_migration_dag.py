@@ -21,6 +21,12 @@ Reads top to bottom as the migration's story:
 9. **report** (`report.json` + `report.md`, path in the log), **cleanup** (snapshot, guard), and the
    **verdict**: the run fails if anything failed or differs.
 
+**runner** `ecs` runs steps 4-7 (every phase that needs PostgreSQL client tools) as Fargate tasks of
+the same worker, started by `EcsRunTaskOperator` (group `ecs`: deferrable, re-attaching, same pool and
+retries); the snapshot holder is a Fargate task too. Its settings are the `ecs_*` params or
+`$PG_MIGRATION_ECS_*` on the Airflow workers (include/aws/README.md); passwords reach the containers
+only through the task definition's secrets. Catalog queries and validation stay in Airflow tasks.
+
 Params are the trigger form; `dry_run` plans only, `validate_only` copies nothing, `resume` keeps the
 tables an earlier run loaded and verified.
 """
@@ -30,10 +36,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pendulum
-from airflow.sdk import TriggerRule, chain, dag, get_current_context, task
+from airflow.sdk import TaskGroup, TriggerRule, chain, dag, get_current_context, task
 from pg_migration_support import (
     POOL,
     connection_ids,
+    ecs,
     migration_params,
     run_worker,
     steps,
@@ -97,6 +104,11 @@ def build_migration_dag(
             """Dry runs and validate-only runs copy nothing."""
             return not (params["dry_run"] or params["validate_only"])
 
+        @task.branch(retries=0)
+        def choose_runner(params=None):
+            """runner local: worker processes on this Airflow worker; ecs: Fargate tasks (group `ecs`)."""
+            return "snapshot" if params["runner"] == "local" else "ecs.settings"
+
         @task(retries=0)
         def snapshot(params=None, run_id=None):
             source, target = connection_ids(params)
@@ -125,6 +137,22 @@ def build_migration_dag(
         def post_data(params=None, run_id=None):
             run_worker(params, run_id, "post-data")
 
+        # runner ecs: the same phases as Fargate tasks of the same worker (pg_migration_support/ecs.py)
+        @task(retries=0)
+        def settings(params=None):
+            """This run's ECS settings (the ecs_* params, else $PG_MIGRATION_ECS_*): fails naming what is missing."""
+            return ecs.resolve(params).to_dict()
+
+        @task(retries=0)
+        def requests(ecs_settings: dict, planned: dict, phase: str, params=None, run_id=None):
+            """RunTask arguments of a phase (one per unit for data): ids and non-secret endpoint settings only."""
+            return ecs.requests(ecs_settings, params, run_id, planned, phase)
+
+        @task(retries=0, trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+        def wait_for_snapshot(params=None, run_id=None, dag=None):
+            """The holder task (started, not awaited) exported the snapshot: found through the target."""
+            return ecs.wait_for_snapshot(params, run_id, dag.dag_id)
+
         @task(pool=POOL, trigger_rule=TriggerRule.ALL_DONE, retries=1, map_index_template="{{ schema_name }}")
         def validate(schema: str, params=None, run_id=None):
             get_current_context()["schema_name"] = schema
@@ -135,9 +163,9 @@ def build_migration_dag(
             return steps.report(params, run_id, dag.dag_id, ti)
 
         @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
-        def cleanup(params=None, run_id=None):
+        def cleanup(params=None, run_id=None, dag=None):
             """Release the snapshot and the target's guard, whatever happened."""
-            steps.cleanup(params, run_id)
+            steps.cleanup(params, run_id, dag.dag_id)
 
         @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
         def verdict(summary: dict | None = None):
@@ -147,20 +175,38 @@ def build_migration_dag(
         findings = preflight(inventory)
         planned = plan(inventory, findings)
         gate = copy_wanted()
+        runner = choose_runner()
         held = snapshot()
         pre = pre_data()
         units = migrate_unit.expand(unit=units_to_copy(planned))
         lobs = large_objects()
         released = release_snapshot()
         post = post_data()
+        with TaskGroup("ecs", tooltip="runner ecs: the worker's phases as Fargate tasks"):
+            on_ecs = settings()
+
+            def fargate(task_id: str, phase: str, **kwargs):
+                """The phase's EcsRunTaskOperator task(s), mapped over the RunTask arguments built upstream."""
+                asked = requests.override(task_id=f"{task_id}_requests")(on_ecs, planned, phase)
+                return ecs.worker_task(task_id, **kwargs).expand_kwargs(asked)
+
+            holder = fargate("start_snapshot_holder", "snapshot", wait=False)
+            held_on_ecs = wait_for_snapshot()
+            pre_on_ecs = fargate("pre_data", "pre-data")
+            units_on_ecs = fargate("migrate_unit", "data")
+            lobs_on_ecs = fargate("large_objects", "large-objects")
+            post_on_ecs = fargate("post_data", "post-data")
         checks = validate.expand(schema=schemas_to_validate(planned))
         summary = report()
         done = cleanup()
         final = verdict(summary)
 
-        chain(planned, gate, held, pre, units, lobs, released, post, checks, summary, done, final)
+        chain(planned, gate, runner, held, pre, units, lobs, released, post, checks, summary, done, final)
         chain(units, post)
         chain(lobs, post)
+        chain(runner, on_ecs, holder, held_on_ecs, pre_on_ecs, units_on_ecs, lobs_on_ecs, released, post_on_ecs, checks)
+        chain(on_ecs, held_on_ecs)
+        chain([units_on_ecs, lobs_on_ecs], post_on_ecs)
 
     return migration()
 

@@ -3,7 +3,8 @@
 * :func:`endpoint` turns an Airflow connection into the library's :class:`Endpoint`, with a clear
   error naming the connection id when it does not exist;
 * :func:`params` holds every DAG param with title, description and type (the trigger form);
-* :func:`run_worker` starts a worker phase/unit with the run's runner (local process here).
+* :func:`run_worker` starts a worker phase/unit with the local runner; the ECS runner's tasks,
+  params and pre-flight are in :mod:`pg_migration_support.ecs`.
 
 This folder is listed in ``dags/.airflowignore``: it holds no DAG.
 """
@@ -85,7 +86,8 @@ def migration_params(target_conn_id: str = "pg_target") -> dict[str, Param]:
             type="string",
             enum=["local", "ecs"],
             title="Runner",
-            description="local: worker processes on the Airflow worker; ecs: one Fargate task per unit.",
+            description="local: worker processes on the Airflow worker; ecs: one Fargate task per "
+            "phase/unit (settings: the ecs_* params, or $PG_MIGRATION_ECS_* on the Airflow workers).",
         ),
         "validation": Param(
             "counts",
@@ -152,6 +154,7 @@ def migration_params(target_conn_id: str = "pg_target") -> dict[str, Param]:
             title="Split schemas above (MB)",
             description="Empty: automatic (a third of one slot's share of the bytes).",
         ),
+        **ecs_params(),
     }
 
 
@@ -160,5 +163,6 @@ def connection_ids(params: dict[str, Any]) -> tuple[Endpoint, Endpoint]:
 
 
 from pg_migration_support import steps  # noqa: E402  (task bodies; imports this module lazily)
+from pg_migration_support.ecs import ecs_params  # noqa: E402  (runner ecs: params, operator, pre-flight)
 
 run_worker = steps.run_worker

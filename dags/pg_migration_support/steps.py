@@ -41,6 +41,10 @@ def discover(source, params: dict[str, Any]) -> dict[str, Any]:
 
 def preflight(source, target, inventory: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
     findings = pf.run(source, target, inventory, params)
+    if params.get("runner") == "ecs":
+        from pg_migration_support import ecs
+
+        findings = ecs.adjust_local_findings(findings) + ecs.preflight(source, target, params)
     for f in findings:
         level = {"ok": logging.INFO, "warning": logging.WARNING}.get(f["verdict"], logging.ERROR)
         log.log(level, "preflight %-8s %s: %s", f["verdict"].upper(), f["check"], f["detail"])
@@ -187,7 +191,7 @@ def _failed_tasks(ti, dag_id: str, run_id: str) -> list[str]:
     return sorted(out)
 
 
-def cleanup(params: dict[str, Any], run_id: str) -> None:
+def cleanup(params: dict[str, Any], run_id: str, dag_id: str | None = None) -> None:
     try:
         _, target = _endpoints(params)
     except MigrationError as exc:
@@ -195,6 +199,10 @@ def cleanup(params: dict[str, Any], run_id: str) -> None:
         return
     try:
         snap.request_release(target, run_id)
+        if params.get("runner") == "ecs" and dag_id:
+            from pg_migration_support import ecs
+
+            ecs.stop_snapshot_holder(params, run_id, dag_id)
         with target.connect(autocommit=True) as conn:
             if state.exists(conn):
                 state.release_guard(conn, run_id)

@@ -1,0 +1,242 @@
+"""Fixtures of the ECS runner tests: moto (in-process or ThreadedMotoServer), the CloudFormation stack
+of include/aws deployed into it, and a fake Fargate that really runs the worker (tests/aws/fakes.py)."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from tests.aws.fakes import ACCOUNT, REGION, FakeFargate
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO / "include" / "aws" / "pg-migration.yaml"
+if str(REPO / "dags") not in sys.path:
+    sys.path.insert(0, str(REPO / "dags"))
+
+#: Passwords no request, XCom or log may ever contain (unit tests' fake connections).
+SOURCE_PW = "SrcPw-RECOGNISABLE-4f1e9a"
+TARGET_PW = "TgtPw-RECOGNISABLE-b27c0d"
+
+
+@dataclass
+class Stack:
+    """The deployed stack: its outputs as the Airflow environment, and what the tests need."""
+
+    env: dict[str, str]  # PG_MIGRATION_ECS_* from the stack outputs
+    outputs: dict[str, str]
+    task_definition: dict[str, Any]
+    secrets: dict[str, str] = field(default_factory=dict)  # name -> ARN
+
+
+def clients(endpoint_url: str | None = None) -> dict[str, Any]:
+    kw = {"region_name": REGION, "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    if endpoint_url:
+        kw["endpoint_url"] = endpoint_url
+    return {n: boto3.client(n, **kw) for n in ("ec2", "ecs", "logs", "secretsmanager", "cloudformation", "iam")}
+
+
+def deploy_stack(
+    c: dict[str, Any],
+    source_host: str,
+    source_port: int,
+    source_user: str,
+    source_password: str,
+    target_host: str,
+    target_port: int,
+    target_user: str,
+    target_password: str,
+) -> Stack:
+    """Create the network and the two password secrets, then deploy include/aws/pg-migration.yaml."""
+    vpc = c["ec2"].create_vpc(CidrBlock="10.80.0.0/16")["Vpc"]["VpcId"]
+    c["ec2"].modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})  # moto: awsvpc tasks need it
+    subnet = c["ec2"].create_subnet(VpcId=vpc, CidrBlock="10.80.1.0/24")["Subnet"]["SubnetId"]
+    src_secret = c["secretsmanager"].create_secret(Name="pg-migration/source", SecretString=source_password)["ARN"]
+    # Aurora's managed master secret is JSON: {"username": ..., "password": ...}
+    tgt_secret = c["secretsmanager"].create_secret(
+        Name="rds!cluster-aurora", SecretString=json.dumps({"username": target_user, "password": target_password})
+    )["ARN"]
+    params = {
+        "VpcId": vpc,
+        "SubnetIds": subnet,
+        "SourceCidr": "10.0.0.0/8",
+        "TargetCidr": "10.80.0.0/16",
+        "SourceHost": source_host,
+        "SourcePort": str(source_port),
+        "SourceUser": source_user,
+        "SourcePasswordSecretArn": src_secret,
+        "TargetHost": target_host,
+        "TargetPort": str(target_port),
+        "TargetUser": target_user,
+        "TargetPasswordSecretArn": tgt_secret,
+        "WorkerImageTag": "pg15-test",
+    }
+    cfn = c["cloudformation"]
+    cfn.create_stack(
+        StackName="pg-migration",
+        TemplateBody=TEMPLATE.read_text(),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()],
+        Capabilities=["CAPABILITY_IAM"],
+    )
+    stack = cfn.describe_stacks(StackName="pg-migration")["Stacks"][0]
+    assert stack["StackStatus"] == "CREATE_COMPLETE", stack
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+    env = {
+        o["Description"].split()[0]: o["OutputValue"]
+        for o in stack["Outputs"]
+        if o["Description"].startswith("PG_MIGRATION_ECS_")
+    }
+    # moto's CloudFormation registers the container definitions but drops the definition's
+    # Fargate settings (network mode, compatibilities, cpu, roles); register them again as AWS would,
+    # from the template's own values. (moto also wants a container memory; Fargate does not.)
+    resources = {
+        r["LogicalResourceId"]: r.get("PhysicalResourceId")
+        for r in cfn.list_stack_resources(StackName="pg-migration")["StackResourceSummaries"]
+        if "LogicalResourceId" in r
+    }
+    role_arn = {n: c["iam"].get_role(RoleName=resources[n])["Role"]["Arn"] for n in ("ExecutionRole", "TaskRole")}
+    registered = c["ecs"].describe_task_definition(taskDefinition=env["PG_MIGRATION_ECS_TASK_DEFINITION"])
+    containers = registered["taskDefinition"]["containerDefinitions"]
+    for cd in containers:
+        cd["memory"] = 4096
+    c["ecs"].register_task_definition(
+        family=env["PG_MIGRATION_ECS_TASK_DEFINITION"],
+        networkMode="awsvpc",
+        requiresCompatibilities=["FARGATE"],
+        cpu="1024",
+        memory="4096",
+        executionRoleArn=role_arn["ExecutionRole"],
+        taskRoleArn=role_arn["TaskRole"],
+        runtimePlatform={"operatingSystemFamily": "LINUX", "cpuArchitecture": "X86_64"},
+        containerDefinitions=containers,
+    )
+    td = c["ecs"].describe_task_definition(taskDefinition=env["PG_MIGRATION_ECS_TASK_DEFINITION"])["taskDefinition"]
+    return Stack(env=env, outputs=outputs, task_definition=td, secrets={"source": src_secret, "target": tgt_secret})
+
+
+def aws_conn(endpoint_url: str | None = None) -> str:
+    extra: dict[str, Any] = {"region_name": REGION}
+    if endpoint_url:
+        extra["endpoint_url"] = endpoint_url
+    return json.dumps({"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra})
+
+
+@pytest.fixture
+def aws_env(monkeypatch):
+    """Credentials that can only reach moto; the AWS connection through the environment."""
+    for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_conn())
+
+
+@pytest.fixture
+def fake_connections(monkeypatch):
+    """Airflow connections with recognisable passwords (hosts nobody resolves: nothing connects)."""
+    monkeypatch.setenv("AIRFLOW_CONN_PG_SOURCE", f"postgresql://postgres:{SOURCE_PW}@db.source.example:5432/warehouse")
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_PG_TARGET", f"postgresql://aurora_admin:{TARGET_PW}@aurora.cluster.example:5432/warehouse"
+    )
+
+
+@pytest.fixture
+def stack(aws_env, fake_connections, monkeypatch):
+    """In-process moto with the stack deployed for the fake connections; PG_MIGRATION_ECS_* set."""
+    from moto import mock_aws
+
+    with mock_aws():
+        s = deploy_stack(
+            clients(),
+            "db.source.example",
+            5432,
+            "postgres",
+            SOURCE_PW,
+            "aurora.cluster.example",
+            5432,
+            "aurora_admin",
+            TARGET_PW,
+        )
+        for k, v in s.env.items():
+            monkeypatch.setenv(k, v)
+        monkeypatch.setenv("PG_MIGRATION_ECS_POLL_SECONDS", "0")
+        yield s
+
+
+@pytest.fixture
+def fargate(monkeypatch):
+    """Install a FakeFargate (default program: the real worker); tests may replace ``.program``."""
+    fake = FakeFargate(synchronous=True).install(monkeypatch)
+    yield fake
+    fake.wait(30)
+    FakeFargate.kill_all()
+    from moto.moto_api import state_manager
+
+    state_manager.unset_transition("ecs::task")
+
+
+# -- ThreadedMotoServer (for the deferrable trigger, which talks aiobotocore) ----------------------------
+
+
+class RequestLog:
+    """Every HTTP request the moto server received (target/path and body), for leak checks."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, bytes]] = []
+
+    def install(self, monkeypatch) -> RequestLog:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+        original = DomainDispatcherApplication.__call__
+        log = self
+
+        def call(app, environ, start_response):
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length) if length else b""
+            environ["wsgi.input"] = io.BytesIO(body)
+            what = environ.get("HTTP_X_AMZ_TARGET") or environ.get("PATH_INFO", "")
+            log.requests.append((what, body + environ.get("QUERY_STRING", "").encode()))
+            return original(app, environ, start_response)
+
+        monkeypatch.setattr(DomainDispatcherApplication, "__call__", call)
+        return self
+
+    def operations(self) -> list[str]:
+        return [what for what, _ in self.requests]
+
+    def bodies(self, operation: str) -> list[dict[str, Any]]:
+        return [json.loads(body) for what, body in self.requests if what.endswith(operation) and body]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def moto_server(monkeypatch):
+    """A ThreadedMotoServer in this process (so FakeFargate's patches apply); yields its URL and log."""
+    from moto.core.models import reset_model_data
+    from moto.server import ThreadedMotoServer
+
+    requests = RequestLog().install(monkeypatch)
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}", requests
+    finally:
+        server.stop()
+        reset_model_data()
+
+
+__all__ = ["ACCOUNT", "REGION", "SOURCE_PW", "TARGET_PW", "Stack", "clients", "deploy_stack", "aws_conn"]
