@@ -46,6 +46,20 @@ def _fmt(value: float) -> str:
     return f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.2g}"
 
 
+def _share(share: float) -> str:
+    return "<0.1%" if 0 < share < 0.001 else f"{share:.1%}"
+
+
+def _seconds(value: float) -> str:
+    if value < 1:
+        return f"{value:.2f} s"
+    if value < 120:
+        return f"{value:.0f} s"
+    if value < 7200:
+        return f"{value / 60:.1f} min"
+    return f"{value / 3600:.1f} h"
+
+
 def _run_label(run: dict[str, Any]) -> str:
     when = run.get("finished_at")
     try:
@@ -125,7 +139,7 @@ def schema_lines(trend: dict[str, Any]) -> str:
             path = " ".join(f"{x:.1f},{y:.1f}" for x, y, _, _ in points)
             parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
         for x, y, v, i in points:
-            tip = f"{name} · {_run_label(runs[i])} · {float(v):.1f} s"
+            tip = f"{name} · {_run_label(runs[i])} · {_seconds(float(v))}"
             parts.append(
                 f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" fill="{color}" data-schema="{escape(name)}">'
                 f"<title>{escape(tip)}</title></circle>"
@@ -134,7 +148,7 @@ def schema_lines(trend: dict[str, Any]) -> str:
         parts.append(f'<rect x="{WIDTH - RIGHT + 14}" y="{ly - 8}" width="12" height="12" fill="{color}"/>')
         parts.append(
             f'<text x="{WIDTH - RIGHT + 32}" y="{ly + 2}" class="legend">{escape(name[:22])} '
-            f"({float(last(series[name])):.1f} s)</text>"
+            f"({_seconds(last(series[name]))})</text>"
         )
     if hidden:
         ly = TOP + 6 + len(drawn) * 17
@@ -173,7 +187,7 @@ def window_bars(trend: dict[str, Any]) -> str:
         top = y_of(total / factor)
         height = max(2.0, HEIGHT - BOTTOM - top)
         x = x_of(i) - bar_w / 2
-        tip = f"{_run_label(run)} · {run.get('verdict')} · {total:.0f} s = {share:.2%} of the window"
+        tip = f"{_run_label(run)} · {run.get('verdict')} · {_seconds(total)} = {_share(share)} of the window"
         parts.append(
             f'<rect x="{x:.1f}" y="{HEIGHT - BOTTOM - height:.1f}" width="{bar_w:.1f}" height="{height:.1f}" '
             f'class="bar {cls}" data-total="{total:.3f}"><title>{escape(tip)}</title></rect>'
@@ -181,7 +195,7 @@ def window_bars(trend: dict[str, Any]) -> str:
         if i == len(runs) - 1 or len(runs) <= 6:
             parts.append(
                 f'<text x="{x_of(i):.1f}" y="{HEIGHT - BOTTOM - height - 5:.1f}" text-anchor="middle" class="value">'
-                f"{share:.1%}</text>"
+                f"{_share(share)}</text>"
             )
     wy = y_of(window_s / factor)
     parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{wy:.1f}" y2="{wy:.1f}" class="window"/>')
@@ -193,7 +207,7 @@ def window_bars(trend: dict[str, Any]) -> str:
     if last:
         parts.append(
             f'<text x="{WIDTH - RIGHT + 8}" y="{HEIGHT - BOTTOM - 4}" class="legend">latest: '
-            f"{last['total_seconds'] / factor:.2f} {unit}</text>"
+            f"{_seconds(last['total_seconds'])} ({_share(last['total_seconds'] / window_s)})</text>"
         )
     return _svg(parts, f"total duration of {len(runs)} run(s) of {trend.get('dag_id')} vs a "
                 f"{trend.get('downtime_window_h'):g} h downtime window", "window-bars")

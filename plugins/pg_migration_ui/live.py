@@ -41,6 +41,17 @@ def category(state: str | None) -> str:
     return CATEGORY.get(str(state or "").lower(), "pending")
 
 
+def is_unit_task(task_id: str) -> bool:
+    """``migrate_unit`` (runner local) or ``<group>.migrate_unit`` (runner ecs: ``ecs.migrate_unit``)."""
+    return task_id == UNIT_TASK or task_id.endswith(f".{UNIT_TASK}")
+
+
+def _weight(ti: dict[str, Any]) -> int:
+    """Which of a unit's task instances (one per runner branch) tells its state: not the skipped one."""
+    cat = category(ti.get("state"))
+    return 0 if cat == "skipped" else (1 if cat == "pending" else 2)
+
+
 def _aware(value: Any) -> dt.datetime | None:
     if value is None:
         return None
@@ -72,7 +83,12 @@ def progress(
     """
     now = _aware(now) or dt.datetime.now(dt.UTC)
     plan_units = list((planned or {}).get("units") or [])
-    unit_tis = {ti["map_index"]: ti for ti in tis if ti["task_id"] == UNIT_TASK and ti["map_index"] >= 0}
+    unit_tis: dict[int, dict[str, Any]] = {}
+    for ti in tis:
+        if is_unit_task(ti["task_id"]) and ti["map_index"] >= 0:
+            seen = unit_tis.get(ti["map_index"])
+            if seen is None or _weight(ti) > _weight(seen):
+                unit_tis[ti["map_index"]] = ti
     units = []
     for index in sorted(set(range(len(plan_units))) | set(unit_tis)):
         unit = plan_units[index] if index < len(plan_units) else {}
@@ -135,8 +151,12 @@ def progress(
     projected_total = (projected - run_start).total_seconds() if projected and run_start else None
 
     other = []
+    hidden = 0
     for ti in sorted(tis, key=lambda t: (_aware(t.get("start_date")) or now, t["task_id"], t["map_index"])):
-        if ti["task_id"] == UNIT_TASK and (ti["map_index"] >= 0 or units):
+        if is_unit_task(ti["task_id"]) and (ti["map_index"] >= 0 or units):
+            continue
+        if category(ti.get("state")) == "skipped":
+            hidden += 1  # the branch not taken (runner local vs ecs)
             continue
         other.append(
             {
@@ -160,6 +180,7 @@ def progress(
         "counts": counts,
         "units": units,
         "tasks": other,
+        "tasks_skipped": hidden,
         "bytes": {"total": total, "done": done, "running": running_bytes, "remaining": total - done},
         "throughput_bytes_s": throughput,
         "data_started_at": _iso(data_start),
@@ -213,7 +234,7 @@ def read(session, dag_id: str, run_id: str | None = None, window_h: float | None
         "start_date": dag_run.start_date,
         "end_date": dag_run.end_date,
     }
-    pools = {ti["pool"] for ti in tis if ti["task_id"] == UNIT_TASK}
+    pools = {ti["pool"] for ti in tis if is_unit_task(ti["task_id"]) and category(ti["state"]) != "skipped"}
     return progress(
         run,
         tis,

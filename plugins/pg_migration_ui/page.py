@@ -98,7 +98,14 @@ def verdict_card(kind: str, summary: dict[str, Any] | None, live: dict[str, Any]
         return (
             f'<div class="verdict v-running" data-kind="{escape(kind)}"><div class="muted small">{escape(kind)}</div>'
             f'<div class="big">RUNNING</div><div class="small">{c["done"]}/{total} units done, {c["running"]} running, '
-            f"{c['failed']} failed · projected data finish {escape(finish)}</div></div>"
+            f"{c['failed']} failed · projected data finish {escape(finish)}</div>"
+            + (
+                f'<div class="small muted">last finished: {escape(summary["verdict"].upper())} '
+                f"{escape(short_time(summary['finished_at']))}</div>"
+                if summary
+                else ""
+            )
+            + "</div>"
         )
     if summary is None:
         return (
@@ -107,6 +114,7 @@ def verdict_card(kind: str, summary: dict[str, Any] | None, live: dict[str, Any]
         )
     verdict = summary["verdict"]
     statuses = ", ".join(f"{n} {escape(s)}" for s, n in sorted(summary["schema_statuses"].items())) or "no schema"
+    statuses += f" · {summary['mismatches']} mismatch(es)"
     return (
         f'<div class="verdict v-{escape(verdict)}" data-kind="{escape(kind)}" data-verdict="{escape(verdict)}">'
         f'<div class="muted small">{escape(kind)}</div><div class="big">{escape(verdict.upper())}</div>'
@@ -200,7 +208,12 @@ def live_section(dag_id: str, live: dict[str, Any] | None) -> str:
         head += f" · ended {escape(short_time(live.get('end_date')))}"
     head += "</p>"
     if not units:
-        note = "the plan has not run yet" if not live["plan_available"] else "no data unit in this run"
+        if live["plan_available"]:
+            note = "no data unit in this run (dry run or validate only)"
+        elif live["in_progress"]:
+            note = "planning: the units are known once the plan task has run"
+        else:
+            note = "no plan: the run ended before planning"
         return (
             f'<section data-section="live" data-dag="{escape(dag_id)}" data-run-id="{escape(live["run_id"])}">'
             f'<h3>{escape(title)}</h3>{head}<p class="muted small">{note}.</p>{_tasks_line(live)}</section>'
@@ -259,19 +272,28 @@ def live_section(dag_id: str, live: dict[str, Any] | None) -> str:
         f"<h3>{escape(title)}</h3>{head}"
         f'<div class="bar-outer" title="{escape(summary)}">{bar}</div>'
         f'<p class="small">{len(units)} units: {escape(summary)} · {escape(size(b["done"]))} of '
-        f"{escape(size(b['total']))} copied{tput}{pool_txt}</p><p class=\"small\">{proj}</p>"
+        f"{escape(size(b['total']))} (plan) copied{tput}{pool_txt}</p><p class=\"small\">{proj}</p>"
         f"{_tasks_line(live)}"
         f"<details{' open' if live['in_progress'] else ''}><summary>units</summary>{table}</details></section>"
     )
 
 
 def _tasks_line(live: dict[str, Any]) -> str:
-    parts = []
+    """The run's other tasks in order, a mapped task as one chip ("validate 12/12")."""
+    groups: dict[str, list[dict[str, Any]]] = {}
     for t in live["tasks"]:
-        name = t["task_id"] + (f"[{t['label']}]" if t.get("label") else "")
-        parts.append(
-            f'<span class="status s-{escape(t["category"])}" title="{escape(str(t["state"]))}">{escape(name)}</span>'
-        )
+        groups.setdefault(t["task_id"], []).append(t)
+    worst = ("failed", "retrying", "running", "waiting", "pending", "skipped", "done")
+    parts = []
+    for task_id, tis in groups.items():
+        cat = next(c for c in worst + (tis[0]["category"],) if any(t["category"] == c for t in tis))
+        if len(tis) == 1 and tis[0]["map_index"] < 0:
+            name, tip = task_id, str(tis[0]["state"])
+        else:
+            done = sum(1 for t in tis if t["category"] == "done")
+            name = f"{task_id} {done}/{len(tis)}"
+            tip = ", ".join(f"{t.get('label') or t['map_index']}: {t['state']}" for t in tis)
+        parts.append(f'<span class="status s-{escape(cat)}" title="{escape(tip)}">{escape(name)}</span>')
     return f'<p class="small">tasks: {" ".join(parts)}</p>' if parts else ""
 
 
@@ -336,7 +358,8 @@ def overview_page(
         header
         + warnings
         + cards
-        + f'<h2>In progress</h2><div data-section="live-all">{live_html or "<p class=muted>No DAG visible.</p>"}</div>'
+        + '<h2>Progress <span class="muted small">(from Airflow\'s task instances)</span></h2>'
+        + f'<div data-section="live-all">{live_html or "<p class=muted>No DAG visible.</p>"}</div>'
         + run_section("Latest run", overview["run"])
         + run_section("Latest rehearsal", overview["rehearsal"])
         + trend_section(trend)
