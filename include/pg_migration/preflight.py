@@ -149,25 +149,21 @@ def _encodings(src: psycopg.Connection, tgt: psycopg.Connection) -> list[dict[st
 
 def _extensions(src: psycopg.Connection, tgt: psycopg.Connection) -> list[dict[str, str]]:
     used = [r[0] for r in src.execute(EXTENSIONS_USED)]
-    available = dict(tgt.execute(EXTENSIONS_AVAILABLE).fetchall())
+    available = {name: (installed, trusted) for name, installed, trusted in tgt.execute(EXTENSIONS_AVAILABLE)}
+    superuser = tgt.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user").fetchone()[0]
     missing = [e for e in used if e not in available]
     if missing:
-        return [
-            finding(
-                "extensions",
-                "blocking",
-                "the target cannot create: " + ", ".join(missing) + " (on Aurora: see rds.allowed_extensions)",
-            )
-        ]
-    to_create = [e for e in used if not available[e]]
-    return [
-        finding(
-            "extensions",
-            "ok",
-            (f"used: {', '.join(used)}" if used else "none used")
-            + (f"; to be created: {', '.join(to_create)}" if to_create else ""),
-        )
-    ]
+        return [finding("extensions", "blocking", "the target does not have: " + ", ".join(missing)
+                        + " (on Aurora: see rds.allowed_extensions; ask the administrator)")]
+    to_create = [e for e in used if not available[e][0]]
+    untrusted = [e for e in to_create if not available[e][1] and not superuser]
+    out = [finding("extensions", "ok", (f"used: {', '.join(used)}" if used else "none used")
+                   + (f"; to be created: {', '.join(to_create)}" if to_create else ""))]
+    if untrusted:
+        out.append(finding("untrusted extensions", "warning",
+                           f"{', '.join(untrusted)} can only be created by a superuser (on Aurora: rds_superuser): "
+                           "ask the administrator to create them in the target database first"))
+    return out
 
 
 def _roles(

@@ -147,7 +147,7 @@ def _holder_gone(where: str | None) -> bool:
 def request_release(target: Endpoint, run_id: str, wait_s: float = 15.0) -> bool:
     """Ask the holder to end its transaction; wait until it has. True if a snapshot was released."""
     with target.connect("pg_migration snapshot-release", autocommit=True) as tgt:
-        run = state.get_run(tgt, run_id)
+        run = state.get_run(tgt, run_id) if state.exists(tgt) else None
         if not run or not run["snapshot_id"] or run["snapshot_released_at"] is not None:
             return False
         state.set_run(tgt, run_id, release_requested=True)
