@@ -34,6 +34,7 @@ tables an earlier run loaded and verified.
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import pendulum
 from airflow.sdk import TaskGroup, TriggerRule, chain, dag, get_current_context, task
@@ -46,10 +47,12 @@ from pg_migration_support import (
     steps,
 )
 
+# Retries with exponential backoff, capped. Read from the environment at parse time (no DB access):
+# PG_MIGRATION_RETRIES (default 3) and PG_MIGRATION_RETRY_DELAY_S (default 15; the tests use 1).
 DEFAULT_ARGS = {
     "owner": "data-platform",
-    "retries": 3,
-    "retry_delay": dt.timedelta(seconds=15),
+    "retries": int(os.environ.get("PG_MIGRATION_RETRIES", "3")),
+    "retry_delay": dt.timedelta(seconds=float(os.environ.get("PG_MIGRATION_RETRY_DELAY_S", "15"))),
     "retry_exponential_backoff": True,
     "max_retry_delay": dt.timedelta(minutes=10),
 }
