@@ -32,6 +32,42 @@ from scripts import localpg  # noqa: E402
 #: Databases the benchmark creates: every name starts with this prefix (and nothing else does).
 PREFIX = "bench_"
 
+#: Where the code under test (bin/airflow, dags/, include/) is taken from: the work tree, or, with
+#: BENCH_CODE=head, an export of the committed HEAD (so that others' uncommitted edits in a shared
+#: work tree cannot change or break a measurement). Set by run.py before anything runs.
+CODE = {"root": REPO}
+
+
+def code_root() -> Path:
+    return CODE["root"]
+
+
+def export_head(work: Path) -> tuple[Path, str]:
+    """``git archive HEAD`` into ``work/code-<sha>`` (re-used), with the repo's .venv linked in."""
+    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    dest = work / f"code-{sha[:12]}"
+    if not (dest / ".exported").exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", sha], capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+        (dest / ".exported").write_text(sha + "\n")
+    venv = dest / ".venv"
+    if not venv.exists():
+        venv.symlink_to(REPO / ".venv")
+    return dest, sha
+
+
+def code_version() -> dict[str, Any]:
+    root = code_root()
+    if root != REPO:
+        return {"code": "exported HEAD", "commit": (root / ".exported").read_text().strip(), "dirty": False}
+    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "include", "dags", "bin"],
+                           capture_output=True, text=True).stdout.strip()
+    return {"code": "work tree", "commit": sha, "dirty": bool(dirty)}
+
 
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
@@ -330,3 +366,182 @@ def write_json(path: Path, data: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
     tmp.replace(path)
+
+
+# -- where the time goes: CPU seconds by kind of process, and what the sessions are doing -------------
+
+
+def postmaster_pid(server: localpg.Server) -> int | None:
+    try:
+        return int((server.data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@dataclass
+class CpuAccount:
+    """CPU seconds used during a row, by kind of process (sampled every ``interval`` s, all processes).
+
+    Kinds: ``source backends`` / ``target backends`` (sessions of the two servers, by their
+    postmaster), ``source/target background`` (checkpointer, WAL writer, autovacuum...),
+    ``pg_migration worker``, ``airflow`` (scheduler, dag-processor, api-server, task runners),
+    ``pg tools`` (pg_dump, pg_restore, pgcopydb), ``other``. A process that lives shorter than one
+    interval is missed: the totals are a lower bound; ``machine_cpu_s`` is the whole machine's.
+    """
+
+    postmasters: dict[int, str]
+    interval: float = 0.5
+    first: dict[int, float] = field(default_factory=dict)
+    last: dict[int, float] = field(default_factory=dict)
+    kind: dict[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cpu-account", daemon=True)
+
+    def __enter__(self) -> CpuAccount:
+        self._t0 = psutil.cpu_times()
+        self._w0 = time.monotonic()
+        self._sample(initial=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        t1 = psutil.cpu_times()
+        self.machine_cpu_s = sum(getattr(t1, f) - getattr(self._t0, f) for f in ("user", "system", "nice", "irq",
+                                                                                  "softirq"))
+        self.wall_s = time.monotonic() - self._w0
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def _classify(self, p: psutil.Process, info: dict[str, Any]) -> str:
+        name = info.get("name") or ""
+        cmd = " ".join(info.get("cmdline") or [])
+        if name == "postgres" or cmd.startswith("postgres:"):
+            side = self.postmasters.get(info.get("ppid") or 0) or self.postmasters.get(p.pid)
+            if side is None:
+                return "other"
+            text = cmd.split(":", 1)[1].split() if ":" in cmd else []
+            if p.pid in self.postmasters or len(text) < 3:
+                return f"{side} background"
+            # "postgres: <user> <database> <client> <state>" for sessions; anything else is a helper process
+            if len(text) >= 3 and ("(" in text[2] or text[2] == "[local]"):
+                return f"{side} backends" if text[1].startswith(PREFIX) else "other (sessions of other databases)"
+            return f"{side} background"
+        if "include.pg_migration.worker" in cmd:
+            return "pg_migration worker" if self._mine(p) else "other"
+        if name in ("pg_dump", "pg_restore", "pgcopydb", "psql"):
+            return "pg tools" if self._mine(p) else "other"
+        if "bench/run.py" in cmd or "validate_step.py" in cmd:
+            return "bench"
+        if "airflow" in cmd:
+            return "airflow (the benchmark's stack)" if self._mine(p) else "other"
+        return "other"
+
+    def _mine(self, p: psutil.Process) -> bool:
+        """Started by this benchmark: its environment carries BENCH_RUN (inherited by every child)."""
+        try:
+            return p.environ().get("BENCH_RUN") == os.environ.get("BENCH_RUN")
+        except psutil.Error:
+            return False
+
+    def _sample(self, initial: bool = False) -> None:
+        for p in psutil.process_iter(["name", "cmdline", "ppid", "cpu_times"]):
+            try:
+                t = p.info["cpu_times"]
+                if t is None:
+                    continue
+                used = t.user + t.system
+                if p.pid not in self.kind:
+                    self.kind[p.pid] = self._classify(p, p.info)
+                    # a process already running at the start counts from there; a new one from zero
+                    self.first[p.pid] = used if initial else 0.0
+                self.last[p.pid] = used
+            except psutil.Error:
+                continue
+
+    def summary(self) -> dict[str, Any]:
+        by_kind: dict[str, float] = {}
+        for pid, kind in self.kind.items():
+            by_kind[kind] = by_kind.get(kind, 0.0) + max(0.0, self.last.get(pid, 0.0) - self.first.get(pid, 0.0))
+        return {
+            "cpu_s_by_kind": {k: round(v, 1) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1]) if v >= 0.05},
+            "machine_cpu_s": round(self.machine_cpu_s, 1),
+            "machine_cpu_capacity_s": round(self.wall_s * (os.cpu_count() or 1), 1),
+        }
+
+
+ACTIVITY = """
+SELECT datname, state, coalesce(wait_event_type || ':' || wait_event, 'CPU') AS wait, left(query, 60) AS query
+  FROM pg_catalog.pg_stat_activity
+ WHERE datname = ANY(%s) AND pid <> pg_catalog.pg_backend_pid() AND backend_type = 'client backend'
+"""
+
+
+def _statement_kind(query: str) -> str:
+    q = " ".join(query.split()).upper()
+    for prefix, kind in (
+        ("COPY", None), ("CREATE UNIQUE INDEX", "CREATE INDEX"), ("CREATE INDEX", "CREATE INDEX"),
+        ("ALTER TABLE", "ALTER TABLE (keys, FKs)"), ("ANALYZE", "ANALYZE"), ("VACUUM", "VACUUM"),
+        ("REFRESH MATERIALIZED", "REFRESH MATVIEW"), ("SELECT COUNT(*)", "count(*)"),
+    ):
+        if q.startswith(prefix):
+            if kind is None:
+                return "COPY FROM STDIN" if "FROM STDIN" in q else "COPY TO STDOUT"
+            return kind
+    return "other"
+
+
+@dataclass
+class ActivitySampler:
+    """Samples pg_stat_activity of both servers every ``interval`` s: active session-seconds by statement
+    kind and by wait event (``CPU`` = no wait event: running)."""
+
+    servers: dict[str, localpg.Server]
+    databases: dict[str, str]
+    interval: float = 1.0
+    by_kind: dict[str, float] = field(default_factory=dict)
+    by_wait: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="activity", daemon=True)
+
+    def __enter__(self) -> ActivitySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        conns = {}
+        try:
+            for side, server in self.servers.items():
+                conns[side] = server.connect(autocommit=True, application_name="bench activity")
+            while not self._stop.wait(self.interval):
+                for side, conn in conns.items():
+                    for _db, state, wait, query in conn.execute(ACTIVITY, ([self.databases[side]],)).fetchall():
+                        if state != "active":
+                            continue
+                        kind = f"{side}: {_statement_kind(query or '')}"
+                        self.by_kind[kind] = self.by_kind.get(kind, 0.0) + self.interval
+                        key = f"{side}: {wait}"
+                        self.by_wait[key] = self.by_wait.get(key, 0.0) + self.interval
+        except psycopg.Error:
+            pass
+        finally:
+            for conn in conns.values():
+                conn.close()
+
+    def summary(self) -> dict[str, Any]:
+        def top(d: dict[str, float]) -> dict[str, float]:
+            return {k: round(v, 1) for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:15]}
+
+        return {"active_session_s_by_statement": top(self.by_kind), "active_session_s_by_wait": top(self.by_wait)}

@@ -37,7 +37,7 @@ from typing import Any
 import psutil
 import psycopg
 
-from bench.common import REPO, RssSampler, log, tail
+from bench.common import RssSampler, code_root, log, tail
 
 DAG_ID = "pg_migration"
 POOL_TASKS = {"pre_data", "migrate_unit", "large_objects", "post_data", "validate"}
@@ -90,7 +90,7 @@ class AirflowStack:
 
     def airflow(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [str(REPO / "bin" / "airflow"), *args], env=self.env, capture_output=True, text=True, timeout=timeout
+            [str(code_root() / "bin" / "airflow"), *args], env=self.env, capture_output=True, text=True, timeout=timeout
         )
 
     def start(self) -> None:
@@ -106,7 +106,7 @@ class AirflowStack:
         ):
             out = open(self.home / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
             self.procs[name] = subprocess.Popen(
-                [str(REPO / "bin" / "airflow"), *args],
+                [str(code_root() / "bin" / "airflow"), *args],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -202,12 +202,23 @@ def _worker_group(target_db: str):
 def run_dag(stack: AirflowStack, run_id: str, conf: dict[str, Any], target_db: str, timeout: float) -> dict[str, Any]:
     """Trigger one run, wait for it, sample worker memory meanwhile; the run's API records."""
     started = time.monotonic()
+    profile = os.environ.get("BENCH_PROFILE", "") not in ("", "0")
+    prof = Profiler(target_db, stack.home / f"py-spy-{run_id}") if profile else None
     with RssSampler(_worker_group(target_db), scan_all=True, interval=0.5) as rss:
-        stack.trigger(run_id, conf)
-        run = stack.wait(run_id, timeout)
+        if prof:
+            prof.__enter__()
+        try:
+            stack.trigger(run_id, conf)
+            run = stack.wait(run_id, timeout)
+        finally:
+            if prof:
+                prof.__exit__(None, None, None)
     waited = time.monotonic() - started
     tis = stack.task_instances(run_id)
-    return {"run": run, "tis": tis, "rss": rss.summary(), "waited_s": waited}
+    out = {"run": run, "tis": tis, "rss": rss.summary(), "waited_s": waited}
+    if prof:
+        out["profile"] = prof.summary()
+    return out
 
 
 # -- taking a run's time apart -------------------------------------------------------------------
@@ -309,7 +320,10 @@ def analyse(stack: AirflowStack, result: dict[str, Any], target_dsn: str, run_id
     run, tis = result["run"], result["tis"]
     start, end = _ts(run["start_date"]), _ts(run["end_date"])
     makespan = (end - start).total_seconds()
-    units, extra = unit_work(target_dsn, run_id)
+    try:
+        units, extra = unit_work(target_dsn, run_id)
+    except (psycopg.Error, TypeError) as exc:  # a run that failed before registering its plan
+        units, extra = [], {"state_tables": f"unreadable: {exc}".splitlines()[0]}
     downstream = stack.tasks()
     tis = [ti for ti in tis if ti["state"] != "skipped"]  # branches not taken: no work, no slot
     durations = {(ti["task_id"], ti["map_index"]): ti["duration"] or 0.0 for ti in tis}
@@ -418,3 +432,79 @@ def _scheduling_gaps(tis: list[dict[str, Any]], downstream: dict[str, list[str]]
                 "to_start_s": round((s - ready).total_seconds(), 2),
             }
     return out
+
+
+class Profiler:
+    """``BENCH_PROFILE=1``: py-spy (``pip install py-spy``, not a project dependency) records every data
+    worker of the run (``--format raw``, collapsed stacks); :meth:`summary` aggregates them."""
+
+    def __init__(self, target_db: str, out_dir: Path, rate: int = 50):
+        import shutil
+        import threading
+
+        self.py_spy = shutil.which("py-spy") or str(Path(os.sys.executable).with_name("py-spy"))
+        self.target_db = target_db
+        self.out_dir = out_dir
+        self.rate = rate
+        self.seen: dict[int, subprocess.Popen] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Profiler:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if Path(self.py_spy).exists():
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        for proc in self.seen.values():
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            for p in psutil.process_iter(["cmdline"]):
+                try:
+                    if p.pid in self.seen or "include.pg_migration.worker" not in " ".join(p.info["cmdline"] or []):
+                        continue
+                    env = p.environ()
+                    if env.get("PGMIG_TARGET_DBNAME") != self.target_db or env.get("PGMIG_PHASE") != "data":
+                        continue
+                    name = (env.get("PGMIG_UNIT_ID") or str(p.pid)).replace("/", "_").replace(" ", "_")
+                    self.seen[p.pid] = subprocess.Popen(
+                        [self.py_spy, "record", "--pid", str(p.pid), "--rate", str(self.rate), "--format", "raw",
+                         "--nonblocking", "--threads", "-o", str(self.out_dir / f"{name}.txt")],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    )
+                except psutil.Error:
+                    continue
+
+    def summary(self, top: int = 15) -> dict[str, Any]:
+        self_counts: dict[str, int] = {}
+        incl: dict[str, int] = {}
+        total = 0
+        for path in self.out_dir.glob("*.txt"):
+            for line in path.read_text(errors="replace").splitlines():
+                stack, _, count = line.rpartition(" ")
+                if not stack or not count.isdigit():
+                    continue
+                n = int(count)
+                total += n
+                frames = [f for f in stack.split(";") if not f.startswith("thread ")]
+                if frames:
+                    self_counts[frames[-1]] = self_counts.get(frames[-1], 0) + n
+                for f in set(frames):
+                    incl[f] = incl.get(f, 0) + n
+
+        def rank(d: dict[str, int]) -> list[dict[str, Any]]:
+            return [{"frame": k, "samples": v, "share": round(v / total, 3)}
+                    for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]]
+
+        return {"rate_hz": self.rate, "workers": len(self.seen), "samples": total,
+                "active_python_s": round(total / self.rate, 1), "self": rank(self_counts),
+                "inclusive": rank({k: v for k, v in incl.items() if "pg_migration" in k or "psycopg" in k})}

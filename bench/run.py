@@ -24,22 +24,31 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import baselines, dagrun, scaling  # noqa: E402
 from bench.common import (  # noqa: E402
+    CODE,
     REPO,
+    ActivitySampler,
+    CpuAccount,
     RssSampler,
     checkpoint,
+    code_root,
+    code_version,
     compare,
     create_target_db,
     db_comment,
     db_exists,
     db_size,
     drop_db,
+    export_head,
     fingerprint,
     log,
     machine,
+    postmaster_pid,
     servers,
     set_db_comment,
     write_json,
@@ -78,6 +87,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep-source", action="store_true", default=env.get("BENCH_KEEP_SOURCE", "") not in ("", "0"),
                    help="keep the source warehouse for the next run (BENCH_KEEP_SOURCE=1); default: drop it")
     p.add_argument("--out", type=Path, default=Path(env.get("BENCH_OUT", RESULTS)), help="results folder")
+    p.add_argument("--datapath", type=int, default=int(env.get("BENCH_DATAPATH", 1)),
+                   help="1 (default): also run the diagnostic 'data path without Airflow' (BENCH_DATAPATH)")
+    p.add_argument("--code", choices=("worktree", "head"), default=env.get("BENCH_CODE", "worktree"),
+                   help="code under test: the work tree (default) or an export of the committed HEAD (BENCH_CODE)")
     p.add_argument("--dag-timeout", type=float, default=float(env.get("BENCH_DAG_TIMEOUT", 6 * 3600)))
     args = p.parse_args(argv)
     args.rows = [r.strip() for r in args.rows.split(",") if r.strip()]
@@ -185,6 +198,7 @@ class Bench:
         self.dag_target: str | None = None
         self.dag_analysis: dict[str, Any] | None = None
         self.scaling: dict[str, Any] | None = None
+        self.diagnostics: dict[str, Any] = {}
 
     def run(self) -> dict[str, Any]:
         args = self.args
@@ -199,6 +213,8 @@ class Bench:
         self.src_fp = source_fingerprint(source, self.src_db, args.jobs)
         try:
             for name in MIGRATION_ROWS:
+                if name == "dag" and args.datapath and "dag" in args.rows:
+                    self.datapath_diagnostic()
                 if name in args.rows:
                     self.migration_row(name)
             if args.scaling_schemas > 0:
@@ -228,11 +244,17 @@ class Bench:
         checkpoint(source, target)
         log(f"row {name}: migrating {self.src_db} -> {tgt_db} (N={self.args.jobs})")
         row: dict[str, Any] = {"name": name}
+        postmasters = {postmaster_pid(source): "source", postmaster_pid(target): "target"}
         try:
-            if name == "dag":
-                out = self.dag_row(tgt_db)
-            else:
-                out = run_baseline(name, self.srv, self.src_db, tgt_db, self.args.jobs, self.work)
+            with (
+                CpuAccount({k: v for k, v in postmasters.items() if k}, interval=1.0) as cpu,
+                ActivitySampler({"source": source, "target": target}, {"source": self.src_db, "target": tgt_db}) as act,
+            ):
+                if name == "dag":
+                    out = self.dag_row(tgt_db)
+                else:
+                    out = run_baseline(name, self.srv, self.src_db, tgt_db, self.args.jobs, self.work)
+            row["where_time_goes"] = {**cpu.summary(), **act.summary()}
             if out.get("skipped"):
                 row.update({"skipped": out["skipped"], "verified": False})
                 log(f"row {name}: SKIPPED ({out['skipped']})")
@@ -250,6 +272,67 @@ class Bench:
             self.dag_target = tgt_db  # kept for the validation rows
         else:
             drop_db(target, tgt_db)
+        self.save_partial()
+
+    def endpoints(self, tgt_db: str):
+        from include.pg_migration.conn import Endpoint
+
+        source, target = self.srv["source"], self.srv["target"]
+        src = Endpoint(host=source.host, port=source.port, dbname=self.src_db, user=source.superuser,
+                       password=source.superuser_password, label="source")
+        tgt = Endpoint(host=target.host, port=target.port, dbname=tgt_db, user=target.admin_user,
+                       password=target.admin_password, label="target")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PGMIG_", "PG"))}
+        env["BENCH_CODE_ROOT"] = str(code_root())
+        env.update(src.to_env("PGMIG_SOURCE"))
+        env.update(tgt.to_env("PGMIG_TARGET"))
+        return env
+
+    def datapath_diagnostic(self) -> None:
+        """The DAG's steps and workers without Airflow (bench/datapath.py), N units at a time."""
+        source, target = self.srv["source"], self.srv["target"]
+        tgt_db = "bench_tgt_datapath"
+        create_target_db(target, tgt_db)
+        checkpoint(source, target)
+        log("diagnostic: the DAG's data path without Airflow (same workers, N units at a time)")
+        out: dict[str, Any] = {}
+        env = self.endpoints(tgt_db)
+        env["BENCH_LOG_DIR"] = str(self.work)
+        postmasters = {postmaster_pid(source): "source", postmaster_pid(target): "target"}
+        try:
+            with (
+                CpuAccount({k: v for k, v in postmasters.items() if k}, interval=1.0) as cpu,
+                ActivitySampler({"source": source, "target": target}, {"source": self.src_db, "target": tgt_db}) as act,
+                RssSampler(lambda p: "pg_migration worker" if "include.pg_migration.worker" in " ".join(p.cmdline())
+                           else None) as rss,
+            ):
+                proc = subprocess.Popen(
+                    [sys.executable, str(Path(__file__).with_name("datapath.py")), str(self.args.jobs),
+                     f"bench_datapath_{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"],
+                    env=env, stdout=subprocess.PIPE, stderr=open(self.work / "datapath.log", "wb"), text=True,
+                )
+                rss.add_root(proc.pid)
+                stdout, _ = proc.communicate()
+            if proc.returncode != 0:
+                raise RuntimeError(f"datapath.py failed ({proc.returncode}); see {self.work / 'datapath.log'}")
+            out.update(json.loads(stdout.strip().splitlines()[-1]))
+            out["where_time_goes"] = {**cpu.summary(), **act.summary()}
+            out["peak_rss_mb"] = peak_of(rss.summary())
+            if out.get("wall_s"):
+                with psycopg.connect(target.dsn(tgt_db), autocommit=True) as conn:
+                    out["unit_worker_s"] = [
+                        {"unit": r[0], "s": round(r[1], 1)} for r in conn.execute(
+                            "SELECT unit_id, seconds FROM _pg_migration.units ORDER BY seconds DESC")
+                    ]
+                out.update(verify(target, tgt_db, self.src_fp, self.args.jobs))
+                log(f"diagnostic data path: {out['wall_s']:.1f}s (start {out['start_s']:.1f}, units "
+                    f"{out['units_s']:.1f}, finish {out['finish_s']:.1f})")
+        except Exception as exc:  # noqa: BLE001
+            out["error"] = f"{type(exc).__name__}: {exc}"
+            log(f"diagnostic FAILED: {exc}")
+        finally:
+            drop_db(target, tgt_db)
+        self.diagnostics["dag_data_path_without_airflow"] = out
         self.save_partial()
 
     def start_stack(self) -> dagrun.AirflowStack:
@@ -286,7 +369,8 @@ class Bench:
             "wall_s": analysis["makespan_s"],
             "rss": result["rss"],
             "worker_group": "pg_migration worker",
-            "detail": {"run_id": run_id, "conf": conf, "airflow_home": str(stack.home), **analysis},
+            "detail": {"run_id": run_id, "conf": conf, "airflow_home": str(stack.home), **analysis,
+                       **({"py_spy": result["profile"]} if result.get("profile") else {})},
         }
 
     def scaling_run(self) -> None:
@@ -339,15 +423,7 @@ class Bench:
             self.rows[name] = row
             return
         source, target = self.srv["source"], self.srv["target"]
-        from include.pg_migration.conn import Endpoint
-
-        src = Endpoint(host=source.host, port=source.port, dbname=self.src_db, user=source.superuser,
-                       password=source.superuser_password, label="source")
-        tgt = Endpoint(host=target.host, port=target.port, dbname=self.dag_target, user=target.admin_user,
-                       password=target.admin_password, label="target")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PGMIG_", "PG"))}
-        env.update(src.to_env("PGMIG_SOURCE"))
-        env.update(tgt.to_env("PGMIG_TARGET"))
+        env = self.endpoints(self.dag_target)
         checkpoint(source, target)
         log(f"row {name}: validate_schema(mode={mode}) per schema, {self.args.jobs} at a time")
         started = time.monotonic()
@@ -411,11 +487,13 @@ class Bench:
             "source_bytes": self.source_bytes,
             "rows": rows_out,
             "jobs": self.args.jobs,
+            "code": code_version(),
             "started_at": f"{self.started:%Y-%m-%dT%H:%M:%SZ}",
             "finished_at": f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}",
             "source": {"database": self.src_db, **self.source_info},
             "targets": self.targets(),
             "scaling": self.scaling,
+            "diagnostics": self.diagnostics,
             "work_dir": str(self.work),
         }
 
@@ -490,6 +568,25 @@ def table(data: dict[str, Any]) -> str:
     for key, t in data["targets"].items():
         met = "–" if t["met"] is None else ("yes" if t["met"] else "NO")
         lines.append(f"| {key}: {t['what']} | {'–' if t['value'] is None else t['value']} | {t['target']} | {met} |")
+    cpu_rows = [(r["name"], r["detail"].get("where_time_goes")) for r in data["rows"]]
+    diag = (data.get("diagnostics") or {}).get("dag_data_path_without_airflow") or {}
+    cpu_rows.append(("(diagnostic) dag data path without Airflow", diag.get("where_time_goes")))
+    lines += ["", "Where the time goes: CPU seconds by kind of process during each row (sampled; the machine's "
+              "capacity is wall × cores), and active database session-seconds by statement (sampled each second):", ""]
+    for name, w in cpu_rows:
+        if not w:
+            continue
+        cpu = ", ".join(f"{k} {v}" for k, v in list(w["cpu_s_by_kind"].items())[:7])
+        act = ", ".join(f"{k} {v}" for k, v in list(w["active_session_s_by_statement"].items())[:6])
+        lines.append(f"- {name}: machine {w['machine_cpu_s']} of {w['machine_cpu_capacity_s']} CPU-s: {cpu}. "
+                     f"Sessions: {act}")
+    if diag.get("wall_s"):
+        lines += ["", f"Diagnostic -- the DAG's data path without Airflow (same worker processes, {data['jobs']} units "
+                  f"at a time): {diag['wall_s']:.1f} s (discover..pre-data {diag['start_s']:.1f} s, units "
+                  f"{diag['units_s']:.1f} s, large objects + post-data {diag['finish_s']:.1f} s), verified: "
+                  f"{diag.get('verified')}, peak worker RSS {diag.get('peak_rss_mb')} MB"]
+    elif diag.get("error") or diag.get("skipped"):
+        lines += ["", f"Diagnostic data path without Airflow: {diag.get('error') or diag.get('skipped')}"]
     dag = next((r for r in data["rows"] if r["name"] == "dag" and r.get("detail", {}).get("makespan_s")), None)
     if dag:
         d = dag["detail"]
@@ -538,7 +635,11 @@ def main(argv: list[str] | None = None) -> int:
     except BlockingIOError:
         print("bench: another benchmark run holds .local/bench/.lock", file=sys.stderr)
         return 1
+    if args.code == "head":
+        CODE["root"], sha = export_head(WORK)
+        log(f"code under test: committed HEAD {sha[:12]} exported to {CODE['root']}")
     bench = Bench(args)
+    os.environ["BENCH_RUN"] = bench.work.name  # inherited by every process the run starts (CPU accounting)
     log(f"benchmark: scale {args.scale:g}, N={args.jobs}, rows {', '.join(args.rows)}; logs in {bench.work}")
     data = bench.run()
     text = table(data)

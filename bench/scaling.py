@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO
+from bench.common import REPO, code_root
 
 #: One small schema: a parent table with a key, a child with a foreign key and an index, a sequence.
 SCHEMA_SQL = """
@@ -57,12 +57,12 @@ print(json.dumps({"import_airflow_s": t1 - t0, "dagbag_first_parse_s": t2 - t1, 
 
 def parse_times(env: dict[str, str], repeats: int = 3) -> dict[str, Any]:
     """Parse ``dags/`` in fresh interpreters (like the dag-processor and every task runner do)."""
-    dags = REPO / "dags"
+    dags = code_root() / "dags"
     runs = []
     for _ in range(repeats):
         out = subprocess.run(
-            [str(REPO / "bin" / "airflow"), "--with-env", str(REPO / ".venv" / "bin" / "python"), "-c", PARSE_SNIPPET,
-             str(dags), str(dags / "pg_migration_dag.py")],
+            [str(code_root() / "bin" / "airflow"), "--with-env", str(REPO / ".venv" / "bin" / "python"), "-c",
+             PARSE_SNIPPET, str(dags), str(dags / "pg_migration_dag.py")],
             env=env, capture_output=True, text=True, timeout=300,
         )
         if out.returncode != 0:
@@ -87,7 +87,7 @@ def _import_profile(env: dict[str, str], dags: Path, top: int = 12) -> list[dict
         "m = u.module_from_spec(s); s.loader.exec_module(m)"
     )
     out = subprocess.run(
-        [str(REPO / "bin" / "airflow"), "--with-env", str(REPO / ".venv" / "bin" / "python"), "-X", "importtime",
+        [str(code_root() / "bin" / "airflow"), "--with-env", str(REPO / ".venv" / "bin" / "python"), "-X", "importtime",
          "-c", code, str(dags), str(dags / "pg_migration_dag.py")],
         env={**env, "PYTHONPROFILEIMPORTTIME": "1"}, capture_output=True, text=True, timeout=300,
     )

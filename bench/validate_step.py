@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The code under test: the work tree, or the exported HEAD the benchmark runs (BENCH_CODE_ROOT).
+sys.path.insert(0, os.environ.get("BENCH_CODE_ROOT") or str(Path(__file__).resolve().parents[1]))
 
 from include.pg_migration.conn import Endpoint  # noqa: E402
 from include.pg_migration.validate import validate_schema  # noqa: E402
