@@ -60,6 +60,7 @@ SELECT 'index', i.relname, pg_catalog.pg_get_indexdef(x.indexrelid)
 UNION ALL
 SELECT 'constraint', c.relname || '.' || k.conname, pg_catalog.pg_get_constraintdef(k.oid)
   FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid JOIN ns ON ns.oid = c.relnamespace
+ WHERE k.contype <> 'n'  -- NOT NULL (catalogued from 18 on) is compared with the columns
 UNION ALL
 SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' ELSE 'sequence' END, c.relname, ''
   FROM pg_catalog.pg_class c JOIN ns ON ns.oid = c.relnamespace WHERE c.relkind IN ('v', 'm', 'S')
@@ -92,6 +93,7 @@ SELECT 'privilege', a.privilege_type || ' on ' || o.object || ' to '
          WHERE t.typtype IN ('d', 'e', 'r', 'm') OR (t.typtype = 'c'
                AND (SELECT relkind FROM pg_catalog.pg_class WHERE oid = t.typrelid) = 'c')
        ) o, LATERAL pg_catalog.aclexplode(o.acl) a
+ WHERE a.grantee <> o.owner  -- the owner's own rights are implicit (and grow between versions: MAINTAIN)
 """
 
 DB_SETTINGS = """

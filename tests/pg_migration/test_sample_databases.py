@@ -61,3 +61,16 @@ def test_pagila_schema_on_postgresql_18(pg18_pair):
         tgt.execute("CREATE EXTENSION vector")
     _psql(pg18_pair.source_server, pg18_pair.source_db, (SHARED / "data/pagila/pagila-schema.sql").read_text())
     _migrate_and_check(pg18_pair, ["public"])
+
+
+@pytest.fixture
+def upgrade_pair(pg_servers, pg18_server, demo_source):
+    """On-premise PostgreSQL 15 source -> a PostgreSQL 18 target (Aurora is usually newer)."""
+    p = Pair(pg_servers["source"], pg18_server, demo_source, _unique("tgt"))
+    create_db(p.target_server, p.target_db, owner=p.target_server.admin_user)
+    yield p
+    localpg.drop_database(p.target_server, p.target_db)
+
+
+def test_postgresql_15_source_to_18_target(upgrade_pair):
+    _migrate_and_check(upgrade_pair, ["sales", "analytics", "archive", "finance", "Reporting Mart"])
