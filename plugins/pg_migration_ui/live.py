@@ -3,8 +3,9 @@
 :func:`progress` is pure (task instances and the plan in, progress out) so it is tested without a
 database; :func:`read` queries the metadata DB (imports Airflow lazily) and calls it.
 
-The units are the ``migrate_unit`` task's map indexes: map index ``i`` copies unit ``i`` of the
-``plan`` task's XCom (``{"units": [...]}``, each with label, schema and bytes). The projected finish
+The units are the ``migrate_unit`` task's map indexes (``ecs.migrate_unit`` with runner ecs; the
+branch not taken is skipped): map index ``i`` copies unit ``i`` of the ``plan`` task's XCom
+(``{"units": [...]}``, each with label, schema and bytes). The projected finish
 of the data copy is ``now + remaining plan bytes / throughput so far`` (bytes of finished units per
 wall-clock second since the first unit started); before any unit finished it is the plan's own
 predicted makespan counted from the first unit's start.

@@ -41,7 +41,8 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .bar-outer span{display:block;height:100%}
 .b-done{background:#48bb78}.b-running{background:#4299e1}.b-failed{background:#f56565}.b-retrying{background:#ed8936}
 .b-waiting{background:#9f7aea}.b-pending{background:#cbd5e0}.b-skipped{background:#a0aec0}
-svg.chart{max-width:100%;height:auto;border:1px solid #edf2f7;border-radius:6px;margin:4px 12px 4px 0}
+.charts{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
+svg.chart{flex:1 1 520px;max-width:760px;height:auto;border:1px solid #edf2f7;border-radius:6px}
 svg .grid{stroke:#edf2f7}svg .axis{stroke:#a0aec0}svg .tick{font-size:11px;fill:#718096}
 svg .chart-title{font-size:13px;font-weight:600;fill:#2d3748}svg .legend{font-size:11px;fill:#2d3748}
 svg .empty{font-size:14px;fill:#a0aec0}svg .value{font-size:11px;fill:#2d3748}
@@ -306,7 +307,7 @@ def trend_section(trend: dict[str, Any]) -> str:
         )
     return (
         f'<section data-section="trend"><h2>Rehearsal trend</h2>{note}'
-        f"{chart.schema_lines(trend)}{chart.window_bars(trend)}"
+        f'<div class="charts">{chart.schema_lines(trend)}{chart.window_bars(trend)}</div>'
         f'<p class="muted small">{len(trend["runs"])} finished run(s) of <code>{escape(trend["dag_id"])}</code> '
         f"from history.jsonl; downtime window {trend['downtime_window_h']:g} h "
         "(<code>PG_MIGRATION_DOWNTIME_WINDOW_H</code>). Per-schema duration is the schema's slowest unit.</p>"
