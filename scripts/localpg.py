@@ -99,6 +99,8 @@ SPECS: dict[str, Spec] = {
     "source": Spec("source", 55432, 15),
     "target": Spec("target", 55433, 15),
     "pg18": Spec("pg18", 55434, 18),
+    # For fault tests that stop and start a server (outages) without disturbing the shared pair.
+    "scratch": Spec("scratch", 55435, 15),
 }
 DEFAULT_SERVERS = ("source", "target")
 
@@ -779,6 +781,21 @@ def ensure_up(pg18: bool = False, *, reinit: bool = False) -> dict[str, Server]:
     names = [*DEFAULT_SERVERS, *(["pg18"] if pg18 else [])]
     with _lock():
         return {name: _up_one(name, reinit) for name in names}
+
+
+def ensure_server(name: str) -> Server:
+    """Start (creating on first use) one server by name, e.g. ``scratch``."""
+    with _lock():
+        return _up_one(name, False)
+
+
+def stop_server(name: str, mode: str = "fast") -> None:
+    """Stop one server now (fault tests: an outage). ``ensure_server`` starts it again."""
+    st = _state(SPECS[name])
+    if st["running"]:
+        bindir = bindir_for(SPECS[name].major, install=False)
+        _run_owner([str(bindir / "pg_ctl"), "stop", "-D", str(st["data"]), "-m", mode, "-w", "-t", "60"],
+                   cwd=st["base"])
 
 
 def down(include_pg18: bool = False) -> None:

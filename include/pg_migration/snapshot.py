@@ -13,12 +13,23 @@ Holding a snapshot holds back VACUUM on the source (dead rows cannot be removed 
 open): the report shows how long it was held. Locally the holder is a detached process started by
 :func:`start_local`; on ECS it is a Fargate task of the same image. Either way, tasks find it
 through the target, and :func:`wait_for_snapshot` / :func:`request_release` are the only API.
+
+Replicate mode (the run's params say ``mode: "replicate"``): the same phase runs
+:func:`hold_replication` instead, which makes sure the run's publication exists, then opens a
+``replication=database`` connection (psycopg 3 runs replication commands on it) and creates the
+run's logical slot with ``CREATE_REPLICATION_SLOT ... LOGICAL pgoutput (SNAPSHOT 'export')``: the
+slot's exported snapshot is the run's cut, so the copy and the stream of changes meet exactly. The
+snapshot stays valid only while that connection runs no other command, so the holder never sends
+one (it watches the socket instead of polling the source); released, it closes the connection --
+the slot itself stays for the subscription. Nothing else differs: same heartbeat, same release,
+same ``max_hold`` timeout, same ECS task.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -39,7 +50,12 @@ DEFAULT_MAX_HOLD_S = 48 * 3600
 
 
 def hold(source: Endpoint, target: Endpoint, run_id: str, app: str, max_hold_s: float = DEFAULT_MAX_HOLD_S) -> None:
-    """Export a snapshot and hold it until released (the worker's ``snapshot`` phase)."""
+    """Export a snapshot and hold it until released (the worker's ``snapshot`` phase).
+
+    The snapshot lives in the SOURCE session: if the source goes away, the snapshot is gone and the
+    holder ends (units then fail with :class:`SnapshotLost`). The target is only where the holder
+    reports: it rides out a target outage by reconnecting, so the cut survives it.
+    """
     src = source.connect(app)
     src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     src.read_only = True
@@ -47,22 +63,96 @@ def hold(source: Endpoint, target: Endpoint, run_id: str, app: str, max_hold_s: 
     apply_settings(src, SOURCE_SETTINGS)
     where = f"{socket.gethostname()}:{os.getpid()}"
     started = time.monotonic()
+    tgt = target.connect(app, autocommit=True)
+    state.set_run(tgt, run_id, snapshot_id=snapshot_id, snapshot_taken_at=_now(tgt), holder_heartbeat=_now(tgt),
+                  holder_where=where, release_requested=False, snapshot_released_at=None)
+    log.info("snapshot %s exported and held by %s for run %s", snapshot_id, where, run_id)
+    reason = "timeout"
+    try:
+        while time.monotonic() - started < max_hold_s:
+            try:
+                src.execute("SELECT 1")  # fails fast if the source (and so the snapshot) went away
+            except psycopg.Error as exc:
+                reason = f"the source connection was lost ({str(exc).strip().splitlines()[0]})"
+                break
+            try:
+                if tgt.closed:
+                    tgt = target.connect(app, autocommit=True)
+                run = state.get_run(tgt, run_id)
+                if run is None:
+                    reason = "run row removed"
+                    break
+                if run["release_requested"] or run["snapshot_id"] != snapshot_id:
+                    reason = "released"
+                    break
+                tgt.execute(state.q("UPDATE {s}.runs SET holder_heartbeat = now() WHERE run_id = %s"), (run_id,))
+            except (psycopg.Error, MigrationError) as exc:
+                log.warning("target unreachable (%s); still holding the snapshot", str(exc).strip().splitlines()[0])
+                if not tgt.closed:
+                    tgt.close()
+            time.sleep(HEARTBEAT_S)
+    finally:
+        src.close()
+        try:
+            if tgt.closed:
+                tgt = target.connect(app, autocommit=True)
+            state.set_run(tgt, run_id, snapshot_released_at=_now(tgt))
+            tgt.close()
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            pass
+    log.info("snapshot %s released (%s) after %.0fs", snapshot_id, reason, time.monotonic() - started)
+
+
+def hold_replication(
+    source: Endpoint, target: Endpoint, run_id: str, app: str, max_hold_s: float = DEFAULT_MAX_HOLD_S
+) -> None:
+    """Replicate mode: create the run's slot exporting its snapshot, and hold that snapshot until released."""
+    from include.pg_migration import replicate
+
+    try:
+        with target.connect(app, autocommit=True) as tgt:
+            rep = replicate.get(tgt, run_id)
+            if rep is None:
+                raise MigrationError(f"run {run_id!r} is not registered for replication")
+            if rep["consistent_lsn"] is not None:
+                # A holder of this run created the slot and died: its exported snapshot is gone with it.
+                raise SnapshotLost(
+                    f"slot {rep['slot']} of run {run_id!r} exists but the holder that exported its snapshot is "
+                    "gone: the copy can no longer start from the slot's cut. The run fails and drops what it "
+                    "created; start a new run"
+                )
+        replicate.prepare_publication(source, target, run_id, app)
+        repl = replicate.replication_connection(source, app)
+        log.info("creating slot %s (waits for transactions running now on the source to end)", rep["slot"])
+        try:
+            lsn, snapshot_id = replicate.create_slot(repl, rep["slot"])
+        except psycopg.Error as exc:
+            repl.close()
+            raise MigrationError(
+                f"cannot create replication slot {rep['slot']} on {source.describe()}: "
+                f"{str(exc).strip().splitlines()[0]}"
+            ) from None
+    except MigrationError as exc:
+        replicate.record_holder_error(target, run_id, str(exc))
+        raise
+    where = f"{socket.gethostname()}:{os.getpid()}"
+    started = time.monotonic()
     with target.connect(app, autocommit=True) as tgt:
-        state.set_run(
-            tgt,
-            run_id,
-            snapshot_id=snapshot_id,
-            snapshot_taken_at=_now(tgt),
-            holder_heartbeat=_now(tgt),
-            holder_where=where,
-            release_requested=False,
-            snapshot_released_at=None,
-        )
-        log.info("snapshot %s exported and held by %s for run %s", snapshot_id, where, run_id)
+        taken = _now(tgt)
+        replicate.update(tgt, run_id, consistent_lsn=lsn, snapshot_id=snapshot_id, slot_created_at=taken,
+                         status="copying", error=None)
+        state.set_run(tgt, run_id, snapshot_id=snapshot_id, snapshot_taken_at=taken, holder_heartbeat=taken,
+                      holder_where=where, release_requested=False, snapshot_released_at=None)
+        log.info("slot %s created at %s; snapshot %s exported and held by %s for run %s", rep["slot"], lsn,
+                 snapshot_id, where, run_id)
         reason = "timeout"
         try:
             while time.monotonic() - started < max_hold_s:
-                src.execute("SELECT 1")  # keeps the session busy-ish; fails fast if the source went away
+                # No command may be sent on the replication connection (it would end the exported
+                # snapshot): the server only ever writes to it to say it is going away.
+                if select.select([repl.fileno()], [], [], 0)[0]:
+                    reason = "the source closed the replication connection"
+                    break
                 run = state.get_run(tgt, run_id)
                 if run is None:
                     reason = "run row removed"
@@ -73,12 +163,13 @@ def hold(source: Endpoint, target: Endpoint, run_id: str, app: str, max_hold_s: 
                 tgt.execute(state.q("UPDATE {s}.runs SET holder_heartbeat = now() WHERE run_id = %s"), (run_id,))
                 time.sleep(HEARTBEAT_S)
         finally:
-            src.close()
+            repl.close()  # ends the exported snapshot; the (permanent) slot stays for the subscription
             try:
                 state.set_run(tgt, run_id, snapshot_released_at=_now(tgt))
             except Exception:  # noqa: BLE001 - best effort on the way out
                 pass
-    log.info("snapshot %s released (%s) after %.0fs", snapshot_id, reason, time.monotonic() - started)
+    log.info("snapshot %s of slot %s released (%s) after %.0fs", snapshot_id, rep["slot"], reason,
+             time.monotonic() - started)
 
 
 def _now(conn):
@@ -103,12 +194,18 @@ def start_local(worker_env: dict[str, str], log_path: Path) -> int:
 
 def wait_for_snapshot(target: Endpoint, run_id: str, timeout_s: float = 120.0, previous: str | None = None) -> str:
     """Wait until the holder has recorded a (new) snapshot id for the run; return it."""
+    from include.pg_migration import replicate
+
     deadline = time.monotonic() + timeout_s
     with target.connect("pg_migration snapshot-wait", autocommit=True) as tgt:
         while time.monotonic() < deadline:
             run = state.get_run(tgt, run_id)
             if run and run["snapshot_id"] and run["snapshot_id"] != previous and run["snapshot_released_at"] is None:
                 return run["snapshot_id"]
+            if run and (run.get("params") or {}).get("mode") == "replicate":
+                error = replicate.holder_error(tgt, run_id)
+                if error:  # the replicate holder failed before exporting: say why now, not at the timeout
+                    raise MigrationError(f"the snapshot holder failed: {error}")
             time.sleep(0.2)
     raise MigrationError(f"the snapshot holder did not export a snapshot within {timeout_s:.0f}s (see its log)")
 
