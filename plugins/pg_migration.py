@@ -11,8 +11,7 @@ from urllib.parse import urlparse
 
 from airflow.configuration import conf
 from airflow.plugins_manager import AirflowPlugin
-from pg_migration_ui import URL_PREFIX
-from pg_migration_ui.app import create_app, external_views
+from pg_migration_ui import URL_PREFIX, LazyApp, external_views
 
 # Under a base_url with a path (e.g. https://host/airflow/), the UI links must carry that path.
 _BASE_PATH = urlparse(conf.get("api", "base_url", fallback="") or "").path.rstrip("/")
@@ -20,5 +19,6 @@ _BASE_PATH = urlparse(conf.get("api", "base_url", fallback="") or "").path.rstri
 
 class PgMigrationUIPlugin(AirflowPlugin):
     name = "pg_migration_ui"
-    fastapi_apps = [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "pg-migration"}]
+    # Built on first request: task processes load plugins too and need none of it.
+    fastapi_apps = [{"app": LazyApp(), "url_prefix": URL_PREFIX, "name": "pg-migration"}]
     external_views = external_views(_BASE_PATH)

@@ -25,7 +25,9 @@ it as a top-level module of its own.
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 # ``include.pg_migration`` lives at the repository root, which bin/airflow and docker-compose put on
 # PYTHONPATH; fall back to the checkout this plugin sits in.
@@ -37,3 +39,42 @@ except ImportError:  # pragma: no cover - depends on how Airflow was started
 URL_PREFIX = "/pg-migration"
 RUN_DAG_ID = "pg_migration"
 REHEARSAL_DAG_ID = "pg_migration_rehearsal"
+
+
+def external_views(base_path: str = "") -> list[dict[str, Any]]:
+    """The "Migrations" entry of the Airflow UI's navigation (the page embedded at /plugin/pg-migration)."""
+    return [
+        {
+            "name": "Migrations",
+            "href": f"{base_path}{URL_PREFIX}/",
+            "url_route": "pg-migration",
+            "destination": "nav",
+            "icon": f"{base_path}{URL_PREFIX}/static/icon.svg",
+            "nav_top_level": True,
+        }
+    ]
+
+
+class LazyApp:
+    """The plugin's ASGI app, built (``app.create_app``) on its first request.
+
+    Every Airflow process loads plugins -- each task process too, for macros -- but only the API
+    server serves this app: building it imports the API server's security and models (~1.5 s), which
+    task processes should not pay for.
+    """
+
+    def __init__(self) -> None:
+        self._app = None
+        self._lock = threading.Lock()
+
+    def get(self):
+        if self._app is None:
+            with self._lock:
+                if self._app is None:
+                    from .app import create_app
+
+                    self._app = create_app()
+        return self._app
+
+    async def __call__(self, scope, receive, send) -> None:
+        await self.get()(scope, receive, send)

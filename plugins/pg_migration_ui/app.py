@@ -29,7 +29,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from . import REHEARSAL_DAG_ID, RUN_DAG_ID, URL_PREFIX, data, live, page
+from . import REHEARSAL_DAG_ID, RUN_DAG_ID, data, live, page
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
@@ -176,16 +176,3 @@ def create_app() -> FastAPI:
 
     return app
 
-
-def external_views(base_path: str = "") -> list[dict[str, Any]]:
-    """The "Migrations" entry of the Airflow UI's navigation (the page embedded at /plugin/pg-migration)."""
-    return [
-        {
-            "name": "Migrations",
-            "href": f"{base_path}{URL_PREFIX}/",
-            "url_route": "pg-migration",
-            "destination": "nav",
-            "icon": f"{base_path}{URL_PREFIX}/static/icon.svg",
-            "nav_top_level": True,
-        }
-    ]

@@ -238,8 +238,9 @@ def live_section(dag_id: str, live: dict[str, Any] | None) -> str:
             )
         if live.get("projected_total_seconds") is not None and live.get("downtime_window_h"):
             share = live["projected_total_seconds"] / (live["downtime_window_h"] * 3600)
+            pct = "<0.1%" if 0 < share < 0.001 else f"{share:.1%}"
             proj += (
-                f" · run at {escape(duration(live['projected_total_seconds']))} = {share:.1%} of the "
+                f" · run at {escape(duration(live['projected_total_seconds']))} = {escape(pct)} of the "
                 f"{live['downtime_window_h']:g} h window"
             )
     tput = (

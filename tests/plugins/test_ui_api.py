@@ -50,18 +50,22 @@ def test_plugin_is_listed_without_import_errors(airflow_home):
     plugins = {p["name"]: p for p in json.loads(listed.stdout[listed.stdout.index("["):])}
     ui = plugins["pg_migration_ui"]
     assert ui["source"] == "$PLUGINS_FOLDER/pg_migration.py"
-    assert [(a["url_prefix"], a["name"]) for a in ui["fastapi_apps"]] == [("/pg-migration", "pg-migration")]
+    assert [(a["url_prefix"], a["name"], a["app"]) for a in ui["fastapi_apps"]] == [
+        ("/pg-migration", "pg-migration", "pg_migration_ui.LazyApp")
+    ]
     assert [(v["name"], v["href"], v["url_route"]) for v in ui["external_views"]] == [
         ("Migrations", "/pg-migration/", "pg-migration")
     ]
     errors = subprocess.run(
         [str(REPO / "bin" / "airflow"), "--with-env", str(PY), "-c",
-         "import json; from airflow import plugins_manager as pm; p, e = pm._get_plugins(); "
-         "print(json.dumps({'plugins': [x.name for x in p], 'errors': e}))"],
+         "import json, sys; from airflow import plugins_manager as pm; p, e = pm._get_plugins(); "
+         "print(json.dumps({'plugins': [x.name for x in p], 'errors': e, "
+         "'api_imported': 'airflow.api_fastapi.core_api.security' in sys.modules}))"],
         env=env, capture_output=True, text=True, timeout=300)
     assert errors.returncode == 0, errors.stderr[-3000:]
     loaded = json.loads(errors.stdout.strip().splitlines()[-1])
-    assert loaded == {"plugins": ["pg_migration_ui"], "errors": {}}
+    # Every process (each task's too) loads plugins: the app is built on its first request only.
+    assert loaded == {"plugins": ["pg_migration_ui"], "errors": {}, "api_imported": False}
 
 
 def _schema_expectations(report: dict) -> dict[str, dict]:
