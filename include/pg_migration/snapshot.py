@@ -55,7 +55,13 @@ def hold(source: Endpoint, target: Endpoint, run_id: str, app: str, max_hold_s: 
     The snapshot lives in the SOURCE session: if the source goes away, the snapshot is gone and the
     holder ends (units then fail with :class:`SnapshotLost`). The target is only where the holder
     reports: it rides out a target outage by reconnecting, so the cut survives it.
+    Replicate mode (the run's params): :func:`hold_replication` instead.
     """
+    with target.connect(app, autocommit=True) as tgt:
+        run = state.get_run(tgt, run_id)
+    if run is not None and (run.get("params") or {}).get("mode") == "replicate":
+        hold_replication(source, target, run_id, app, max_hold_s)
+        return
     src = source.connect(app)
     src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     src.read_only = True
@@ -137,22 +143,25 @@ def hold_replication(
         raise
     where = f"{socket.gethostname()}:{os.getpid()}"
     started = time.monotonic()
-    with target.connect(app, autocommit=True) as tgt:
-        taken = _now(tgt)
-        replicate.update(tgt, run_id, consistent_lsn=lsn, snapshot_id=snapshot_id, slot_created_at=taken,
-                         status="copying", error=None)
-        state.set_run(tgt, run_id, snapshot_id=snapshot_id, snapshot_taken_at=taken, holder_heartbeat=taken,
-                      holder_where=where, release_requested=False, snapshot_released_at=None)
-        log.info("slot %s created at %s; snapshot %s exported and held by %s for run %s", rep["slot"], lsn,
-                 snapshot_id, where, run_id)
-        reason = "timeout"
-        try:
-            while time.monotonic() - started < max_hold_s:
-                # No command may be sent on the replication connection (it would end the exported
-                # snapshot): the server only ever writes to it to say it is going away.
-                if select.select([repl.fileno()], [], [], 0)[0]:
-                    reason = "the source closed the replication connection"
-                    break
+    tgt = target.connect(app, autocommit=True)
+    taken = _now(tgt)
+    replicate.update(tgt, run_id, consistent_lsn=lsn, snapshot_id=snapshot_id, slot_created_at=taken,
+                     status="copying", error=None)
+    state.set_run(tgt, run_id, snapshot_id=snapshot_id, snapshot_taken_at=taken, holder_heartbeat=taken,
+                  holder_where=where, release_requested=False, snapshot_released_at=None)
+    log.info("slot %s created at %s; snapshot %s exported and held by %s for run %s", rep["slot"], lsn,
+             snapshot_id, where, run_id)
+    reason = "timeout"
+    try:
+        while time.monotonic() - started < max_hold_s:
+            # No command may be sent on the replication connection (it would end the exported
+            # snapshot): the server only ever writes to it to say it is going away.
+            if select.select([repl.fileno()], [], [], 0)[0]:
+                reason = "the source closed the replication connection"
+                break
+            try:
+                if tgt.closed:
+                    tgt = target.connect(app, autocommit=True)
                 run = state.get_run(tgt, run_id)
                 if run is None:
                     reason = "run row removed"
@@ -161,13 +170,20 @@ def hold_replication(
                     reason = "released"
                     break
                 tgt.execute(state.q("UPDATE {s}.runs SET holder_heartbeat = now() WHERE run_id = %s"), (run_id,))
-                time.sleep(HEARTBEAT_S)
-        finally:
-            repl.close()  # ends the exported snapshot; the (permanent) slot stays for the subscription
-            try:
-                state.set_run(tgt, run_id, snapshot_released_at=_now(tgt))
-            except Exception:  # noqa: BLE001 - best effort on the way out
-                pass
+            except (psycopg.Error, MigrationError) as exc:
+                log.warning("target unreachable (%s); still holding the snapshot", str(exc).strip().splitlines()[0])
+                if not tgt.closed:
+                    tgt.close()
+            time.sleep(HEARTBEAT_S)
+    finally:
+        repl.close()  # ends the exported snapshot; the (permanent) slot stays for the subscription
+        try:
+            if tgt.closed:
+                tgt = target.connect(app, autocommit=True)
+            state.set_run(tgt, run_id, snapshot_released_at=_now(tgt))
+            tgt.close()
+        except Exception:  # noqa: BLE001 - best effort on the way out
+            pass
     log.info("snapshot %s of slot %s released (%s) after %.0fs", snapshot_id, rep["slot"], reason,
              time.monotonic() - started)
 
