@@ -13,7 +13,7 @@ from include.pg_migration import pipeline, state
 from include.pg_migration import preflight as pf
 from include.pg_migration import report as rpt
 from include.pg_migration import snapshot as snap
-from include.pg_migration.errors import MigrationError, PlanError
+from include.pg_migration.errors import MigrationError, PlanError, SnapshotLost
 from include.pg_migration.plan import Unit, predicted_makespan
 from include.pg_migration.runner import local_env, run_local, worker_env
 from include.pg_migration.validate import validate_schema
@@ -88,11 +88,15 @@ def take_snapshot(source, target, params: dict[str, Any], run_id: str) -> str | 
     previous = None
     with target.connect(autocommit=True) as conn:
         run = state.get_run(conn, run_id)
-        if run and run["snapshot_id"] and run["snapshot_released_at"] is None:
-            try:
-                return snap.check_alive(target, run_id)
-            except MigrationError:
-                previous = run["snapshot_id"]
+    if run and run["snapshot_id"]:
+        # A re-run of this task: the run's one cut must still be held, never silently replaced.
+        try:
+            return snap.check_alive(target, run_id)
+        except MigrationError:
+            raise SnapshotLost(
+                f"this run's snapshot {run['snapshot_id']!r} is gone; taking a new one would mix two cuts "
+                "in one run. Trigger a new run with resume: true (verified tables are kept)."
+            ) from None
     env = local_env(worker_env(source, target, run_id, "snapshot"))
     log_file = Path(tempfile.gettempdir()) / "pg_migration" / rpt.safe(run_id) / "snapshot.log"
     pid = snap.start_local(env, log_file)
