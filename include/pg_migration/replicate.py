@@ -202,6 +202,13 @@ def update(conn: psycopg.Connection, run_id: str, **values: Any) -> None:
         )
 
 
+def merge_detail(conn: psycopg.Connection, run_id: str, **values: Any) -> None:
+    """Add keys to a replication row's ``detail`` (other keys are kept)."""
+    with conn.transaction():
+        conn.execute(state.q("UPDATE {s}.replication SET detail = detail || %s WHERE run_id = %s"),
+                     (Jsonb(values), run_id))
+
+
 def _now(conn: psycopg.Connection) -> dt.datetime:
     return conn.execute("SELECT now()").fetchone()[0]
 
@@ -1038,10 +1045,11 @@ def drop_all(
         else:
             out["errors"].append("the source is unreachable: its slot and publication were not dropped")
         if get(tgt, run_id) is not None:
-            values: dict[str, Any] = {"status": status, "detail": {"drop": out}}
+            values: dict[str, Any] = {"status": status}
             if not out["errors"]:
                 values["dropped_at"] = _now(tgt)
             update(tgt, run_id, **values)
+            merge_detail(tgt, run_id, drop=out)
     for item in out["dropped"]:
         logger.info("dropped %s", item)
     for err in out["errors"]:
@@ -1194,6 +1202,7 @@ def cutover_begin(
                 validated_at=None,
                 finished_at=None,
                 stop_lsn=None,
+                detail={},
             )
     if read_only:
         ended = set_read_only(source, True)
@@ -1374,9 +1383,7 @@ def cutover_sequences(source: Endpoint, target: Endpoint, cutover_run_id: str) -
                 value, called = src.execute(sql.SQL("SELECT last_value, is_called FROM {}").format(ident)).fetchone()
                 tgt.execute("SELECT pg_catalog.setval(%s::regclass, %s, %s)", (ident.as_string(tgt), value, called))
                 out.append({"schema": schema, "name": name, "value": value, "is_called": called})
-        detail = dict(rep["detail"] or {})
-        detail["sequences"] = out
-        update(tgt, rep["run_id"], detail=detail)
+        merge_detail(tgt, rep["run_id"], sequences=out)
     log.info("%d sequence(s) set from the source", len(out))
     return out
 
@@ -1415,9 +1422,7 @@ def cutover_large_objects(source: Endpoint, target: Endpoint, cutover_run_id: st
                     if len(data) < CHUNK:
                         break
         result = {"checked": len(src_lo), "copied": changed, "unlinked": gone}
-        detail = dict(rep["detail"] or {})
-        detail["large_objects"] = result
-        update(tgt, rep["run_id"], detail=detail)
+        merge_detail(tgt, rep["run_id"], large_objects=result)
     log.info("large objects: %d checked, %d re-copied, %d unlinked", len(src_lo), len(changed), len(gone))
     return result
 
@@ -1433,9 +1438,7 @@ def cutover_matviews(source: Endpoint, target: Endpoint, cutover_run_id: str) ->
             if populated:
                 tgt.execute(sql.SQL("REFRESH MATERIALIZED VIEW {}").format(sql.Identifier(schema, name)))
                 refreshed.append(f"{schema}.{name}")
-        detail = dict(rep["detail"] or {})
-        detail["matviews"] = refreshed
-        update(tgt, rep["run_id"], detail=detail)
+        merge_detail(tgt, rep["run_id"], matviews=refreshed)
     log.info("%d materialized view(s) refreshed", len(refreshed))
     return refreshed
 
@@ -1485,9 +1488,7 @@ def cutover_finish(
             "; ".join(problems[:10]),
         )
         with target.connect("pg_migration cutover", autocommit=True) as tgt:
-            detail = dict(rep["detail"] or {})
-            detail["problems"] = problems
-            update(tgt, rep["run_id"], detail=detail)
+            merge_detail(tgt, rep["run_id"], problems=problems)
         return {"validated": False, "problems": problems, "database": database}
     with target.connect("pg_migration cutover", autocommit=True) as tgt:
         update(tgt, rep["run_id"], validated_at=validated_at)
@@ -1865,6 +1866,14 @@ class ReplicateRun(_local_run_class()):
             return cleanup_run(self.source, self.target, self.run_id)
         finally:
             self.close()
+
+    def close(self) -> None:
+        from include.pg_migration import snapshot
+
+        snapshot.request_release(self.target, self.run_id)
+        with self.target.connect(autocommit=True) as conn:
+            if state.exists(conn):
+                state.release_guard(conn, self.run_id)
 
     def cutover(self, cutover_run_id: str | None = None, **options: Any) -> dict[str, Any]:
         return run_cutover(
