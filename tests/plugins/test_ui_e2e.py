@@ -1,9 +1,10 @@
 """End to end: the local Airflow stack, a login, and the Migrations page in headless Chromium.
 
-1. the demo warehouse is migrated (``dag_runner``: ``airflow dags test``), which writes its report;
-2. ``bin/airflow standalone`` starts in that AIRFLOW_HOME on free ports (simple auth manager);
-3. without a session the plugin refuses: its API answers 401, its page redirects to the login page;
-4. Chromium (Debian's ``chromium`` + ``chromium-driver``, installed by ``scripts/install_browser.sh``,
+1. ``bin/airflow standalone`` starts in a fresh AIRFLOW_HOME on free ports (simple auth manager) and,
+   meanwhile, the demo warehouse is migrated (``dag_runner``: ``airflow dags test``), whose report
+   the stack reads (``PG_MIGRATION_REPORTS``);
+2. without a session the plugin refuses: its API answers 401, its page redirects to the login page;
+3. Chromium (Debian's ``chromium`` + ``chromium-driver``, installed by ``scripts/install_browser.sh``,
    driven by selenium) logs in with the password standalone generated, opens ``/pg-migration/`` and
    finds every schema of the run with its status; then the Airflow UI's "Migrations" entry
    (``/plugin/pg-migration``) embeds the same page.
@@ -64,7 +65,7 @@ def install_browser() -> tuple[str, str]:
 class Stack:
     """``bin/airflow standalone`` in its own process group, stopped by that group's id."""
 
-    def __init__(self, home: Path, log: Path):
+    def __init__(self, home: Path, log: Path, reports: Path):
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.home = home
@@ -82,15 +83,21 @@ class Stack:
                 "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "PG_MIGRATION_REPORTS": str(reports),
         })
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> Stack:
-        (self.home / "simple_auth_manager_passwords.json.generated").unlink(missing_ok=True)
+        """Start it (``wait_ready`` waits for it): a fresh AIRFLOW_HOME is set up by bin/airflow first."""
+        self.home.mkdir(parents=True, exist_ok=True)
         self.log_file = self.log.open("w")
         self.proc = subprocess.Popen([str(REPO / "bin" / "airflow"), "standalone"], env=self.env, cwd=self.home,
                                      stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        self.started = time.monotonic()
+        return self
+
+    def wait_ready(self) -> Stack:
+        deadline = self.started + STARTUP_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 pytest.fail(f"airflow standalone exited ({self.proc.returncode}):\n{self.tail()}", pytrace=False)
@@ -202,13 +209,17 @@ def check_page(stack: Stack, report: dict, browser: str, driver_path: str, profi
 
 @pytest.mark.stack
 def test_migrations_page_in_a_browser(demo_pair, dag_runner, airflow_home, tmp_path):
-    started = time.monotonic()
+    times = {"start": time.monotonic()}
     browser, driver_path = install_browser()
-    result = dag_runner("pg_migration", env=demo_pair.airflow_env())
-    assert result.state == "success", result.output[-3000:]
-    report = result.report()
-
-    with Stack(airflow_home, tmp_path / "standalone.log") as stack:
+    times["browser installed"] = time.monotonic()
+    # The stack (its own AIRFLOW_HOME, reading the reports dag_runner writes) starts while the demo runs.
+    with Stack(tmp_path / "stack_home", tmp_path / "standalone.log", reports=airflow_home / "reports") as stack:
+        result = dag_runner("pg_migration", env=demo_pair.airflow_env())
+        assert result.state == "success", result.output[-3000:]
+        report = result.report()
+        times["demo run"] = time.monotonic()
+        stack.wait_ready()
+        times["stack ready"] = time.monotonic()
         # The plugin's app is open to nobody without a session, whatever the page does.
         status, _, body = _get(f"{stack.base}/pg-migration/api/runs")
         assert status == 401, body[:300]
@@ -218,5 +229,9 @@ def test_migrations_page_in_a_browser(demo_pair, dag_runner, airflow_home, tmp_p
         assert status == 403
 
         check_page(stack, report, browser, driver_path, tmp_path / "chromium-profile")
+        times["browser checks"] = time.monotonic()
+    times["stack stopped"] = time.monotonic()
     assert (ARTIFACTS / "migrations-page.png").stat().st_size > 10_000
-    print(f"e2e took {time.monotonic() - started:.0f} s")
+    steps = list(times.items())
+    pairs = zip(steps, steps[1:], strict=False)
+    print("e2e: " + ", ".join(f"{name} {t - prev:.0f} s" for (_, prev), (name, t) in pairs))
