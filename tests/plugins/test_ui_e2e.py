@@ -163,6 +163,8 @@ def check_page(stack: Stack, report: dict, browser: str, driver_path: str, profi
     from selenium.webdriver.support.ui import WebDriverWait
 
     ARTIFACTS.mkdir(exist_ok=True)
+    for stale in ARTIFACTS.glob("migrations-failure.*"):
+        stale.unlink()
     driver = chromium(browser, driver_path, profile)
     try:
         wait = WebDriverWait(driver, 45)
