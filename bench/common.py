@@ -427,6 +427,8 @@ class CpuAccount:
             if side is None:
                 return "other"
             text = cmd.split(":", 1)[1].split() if ":" in cmd else []
+            if "parallel worker" in cmd:
+                return f"{side} backends"  # a session's parallel helper (parallel CREATE INDEX, scans)
             if p.pid in self.postmasters or len(text) < 3:
                 return f"{side} background"
             # "postgres: <user> <database> <client> <state>" for sessions; anything else is a helper process
@@ -469,11 +471,26 @@ class CpuAccount:
         by_kind: dict[str, float] = {}
         for pid, kind in self.kind.items():
             by_kind[kind] = by_kind.get(kind, 0.0) + max(0.0, self.last.get(pid, 0.0) - self.first.get(pid, 0.0))
+        capacity = self.wall_s * (os.cpu_count() or 1)
+        other = sum(v for k, v in by_kind.items() if k.startswith("other"))
         return {
             "cpu_s_by_kind": {k: round(v, 1) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1]) if v >= 0.05},
             "machine_cpu_s": round(self.machine_cpu_s, 1),
-            "machine_cpu_capacity_s": round(self.wall_s * (os.cpu_count() or 1), 1),
+            "machine_cpu_capacity_s": round(capacity, 1),
+            "other_cpu_share": round(other / capacity, 3) if capacity else None,
         }
+
+
+def wait_for_quiet(max_wait_s: float, busy_limit: float = 0.25, window_s: float = 3.0) -> dict[str, Any]:
+    """Wait (at most ``max_wait_s``) until the machine is quiet: less than ``busy_limit`` of its CPU used
+    over ``window_s`` (this machine is shared: colleagues' test runs would be measured with the row)."""
+    started = time.monotonic()
+    busy = 1.0
+    while True:
+        busy = psutil.cpu_percent(interval=window_s) / 100
+        waited = time.monotonic() - started
+        if busy < busy_limit or waited >= max_wait_s:
+            return {"waited_s": round(waited, 1), "busy_at_start": round(busy, 2), "quiet": busy < busy_limit}
 
 
 ACTIVITY = """

@@ -51,6 +51,7 @@ from bench.common import (  # noqa: E402
     postmaster_pid,
     servers,
     set_db_comment,
+    wait_for_quiet,
     write_json,
 )
 
@@ -89,6 +90,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path(env.get("BENCH_OUT", RESULTS)), help="results folder")
     p.add_argument("--datapath", type=int, default=int(env.get("BENCH_DATAPATH", 1)),
                    help="1 (default): also run the diagnostic 'data path without Airflow' (BENCH_DATAPATH)")
+    p.add_argument("--quiet-wait", type=float, default=float(env.get("BENCH_QUIET_WAIT", 300)),
+                   help="before each row wait up to this many s for the shared machine to be quiet (BENCH_QUIET_WAIT)")
     p.add_argument("--code", choices=("worktree", "head"), default=env.get("BENCH_CODE", "worktree"),
                    help="code under test: the work tree (default) or an export of the committed HEAD (BENCH_CODE)")
     p.add_argument("--dag-timeout", type=float, default=float(env.get("BENCH_DAG_TIMEOUT", 6 * 3600)))
@@ -241,9 +244,10 @@ class Bench:
         source, target = self.srv["source"], self.srv["target"]
         tgt_db = f"bench_tgt_{name}"
         create_target_db(target, tgt_db)
+        quiet = self.quiet()
         checkpoint(source, target)
         log(f"row {name}: migrating {self.src_db} -> {tgt_db} (N={self.args.jobs})")
-        row: dict[str, Any] = {"name": name}
+        row: dict[str, Any] = {"name": name, "machine_before": quiet}
         postmasters = {postmaster_pid(source): "source", postmaster_pid(target): "target"}
         try:
             with (
@@ -274,6 +278,13 @@ class Bench:
             drop_db(target, tgt_db)
         self.save_partial()
 
+    def quiet(self) -> dict[str, Any]:
+        q = wait_for_quiet(self.args.quiet_wait)
+        if q["waited_s"] >= 3.5 or not q["quiet"]:
+            log(f"machine busy ({q['busy_at_start']:.0%} CPU by others): waited {q['waited_s']}s"
+                + ("" if q["quiet"] else ", going on anyway (see other_cpu_share in the results)"))
+        return q
+
     def endpoints(self, tgt_db: str):
         from include.pg_migration.conn import Endpoint
 
@@ -293,9 +304,9 @@ class Bench:
         source, target = self.srv["source"], self.srv["target"]
         tgt_db = "bench_tgt_datapath"
         create_target_db(target, tgt_db)
+        out: dict[str, Any] = {"machine_before": self.quiet()}
         checkpoint(source, target)
         log("diagnostic: the DAG's data path without Airflow (same workers, N units at a time)")
-        out: dict[str, Any] = {}
         env = self.endpoints(tgt_db)
         env["BENCH_LOG_DIR"] = str(self.work)
         postmasters = {postmaster_pid(source): "source", postmaster_pid(target): "target"}
@@ -424,6 +435,7 @@ class Bench:
             return
         source, target = self.srv["source"], self.srv["target"]
         env = self.endpoints(self.dag_target)
+        row["machine_before"] = self.quiet()
         checkpoint(source, target)
         log(f"row {name}: validate_schema(mode={mode}) per schema, {self.args.jobs} at a time")
         started = time.monotonic()
@@ -475,6 +487,7 @@ class Bench:
                 "verified": bool(r.get("verified")),
                 "ratio_to_seed": round(wall / seed, 3) if wall and seed else None,
                 "ratio_to_best_other": round(wall / best, 3) if wall and best else None,
+                "other_cpu_share": (r.get("where_time_goes") or {}).get("other_cpu_share"),
             }
             for key in ("skipped", "error"):
                 if r.get(key):
@@ -547,8 +560,8 @@ def table(data: dict[str, Any]) -> str:
         f"Source: demo warehouse scale {data['scale']:g}, {data['source_bytes'] / 1e9:.2f} GB on disk "
         f"(pg_database_size), PostgreSQL 15 -> PostgreSQL 15 on the same machine",
         "",
-        "| row | wall s | source MB/s | peak RSS MB | verified | × seed | × best other |",
-        "|---|---:|---:|---:|:---:|---:|---:|",
+        "| row | wall s | source MB/s | peak RSS MB | verified | × seed | × best other | others' CPU |",
+        "|---|---:|---:|---:|:---:|---:|---:|---:|",
     ]
     for r in data["rows"]:
         def f(v: Any, fmt: str = "{:.1f}") -> str:
@@ -557,14 +570,17 @@ def table(data: dict[str, Any]) -> str:
         status = "yes" if r["verified"] else ("skipped" if r.get("skipped") else "NO")
         lines.append(
             f"| {r['name']} | {f(r['wall_s'])} | {f(r['mb_per_s'])} | {f(r['peak_rss_mb'])} | {status} | "
-            f"{f(r['ratio_to_seed'], '{:.2f}')} | {f(r['ratio_to_best_other'], '{:.2f}')} |"
+            f"{f(r['ratio_to_seed'], '{:.2f}')} | {f(r['ratio_to_best_other'], '{:.2f}')} | "
+            f"{f(r.get('other_cpu_share'), '{:.0%}')} |"
         )
     for r in data["rows"]:
         if r.get("skipped"):
             lines.append(f"\n{r['name']} skipped: {r['skipped']}")
         if r.get("error"):
             lines.append(f"\n{r['name']} failed: {r['error'][:500]}")
-    lines += ["", "Targets (same run):", "", "| target | value | limit | met |", "|---|---:|---:|:---:|"]
+    lines += ["", "others' CPU: share of the machine's CPU used during the row by processes this run did not start "
+              "(the machine is shared with colleagues' test runs).", "", "Targets (same run):", "",
+              "| target | value | limit | met |", "|---|---:|---:|:---:|"]
     for key, t in data["targets"].items():
         met = "–" if t["met"] is None else ("yes" if t["met"] else "NO")
         lines.append(f"| {key}: {t['what']} | {'–' if t['value'] is None else t['value']} | {t['target']} | {met} |")
