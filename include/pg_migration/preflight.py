@@ -2,11 +2,49 @@
 
 Each check yields a finding ``{"check", "verdict": "ok"|"warning"|"blocking", "detail"}``. The DAG
 logs them all, writes them to the report, and fails the run before anything is written when one
-is blocking. Every query is read-only.
+is blocking. Every query is read-only; the only ones that read table data are the character-data
+scans (below), and they take nothing but ACCESS SHARE locks with a ``lock_timeout``.
+
+Checks (``check`` names are stable: tests, the ECS glue and the report rely on them):
+
+============================  ====================================================================
+server versions               source/target majors (an older target is a warning)
+pg_dump                       the client tool used (>= the source's major); pg_restore is not used
+encoding                      database encodings: same, converting (LATIN1, WIN1252, ...), SQL_ASCII
+character data                values the target's encoding will refuse, named ``schema.table.column
+                              (n rows)``: non-UTF-8 bytes in a SQL_ASCII source, WIN1252 bytes with
+                              no Unicode character, non-ASCII text when the data path would not
+                              convert (below); exact by default
+catalog text                  names, comments, function bodies, view definitions, defaults, enum
+                              labels of a SQL_ASCII source that are not valid UTF-8
+collation                     database collation/ctype; ``collations used``: collations columns and
+                              indexes use that the target lacks (blocking)
+extensions                    used on the source vs available on the target (missing: blocking);
+                              ``untrusted extensions`` a non-superuser cannot create
+object owners, roles          roles owning objects (mapped to the target user) and grantees missing
+                              on the target (created NOLOGIN with ``create_roles``)
+tablespaces                   tables/indexes outside the default tablespace (ignored on the target)
+foreign tables                blocking unless their foreign server exists on the target
+unlogged tables               copied, unlogged on the target too
+tables without a primary key  listed (counts and checksums still validate them)
+large objects                 count and size (copied database-wide by one task)
+source/target connections     free sessions (server, database and role limits) for the pool size
+target schemas                selected schemas already holding objects on the target
+dependencies                  objects depending on schemas outside the selection (blocking)
+============================  ====================================================================
+
+The pool check (``pg_migration pool``) needs Airflow and lives in ``dags/pg_migration_support/pool_check.py``.
+
+Character-data scans read every row of the tables they concern, once, on the server (one
+sequential scan per table, a regular expression per text-like column; only counts travel back).
+On this machine that is ~100 MB/s of text per core. ``$PG_MIGRATION_ENCODING_SCAN`` (or the param
+``encoding_scan`` when a DAG has it) chooses: ``full`` (default, exact), ``sample:PCT`` (``TABLESAMPLE
+SYSTEM (PCT)``: cheaper, and the finding says that absence is then not proof), ``off``.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import psycopg
@@ -43,15 +81,35 @@ SELECT DISTINCT pg_catalog.pg_get_userbyid(a.grantee) AS role
  ORDER BY 1
 """
 
+#: Roles owning the selected schemas or anything in them, with how many objects each owns.
 OWNERS = """
-SELECT DISTINCT pg_catalog.pg_get_userbyid(c.relowner) FROM pg_catalog.pg_class c
-  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = ANY(%(schemas)s)
+SELECT pg_catalog.pg_get_userbyid(owner) AS role, count(*)::int AS objects FROM (
+    SELECT nspowner AS owner FROM pg_catalog.pg_namespace WHERE nspname = ANY(%(schemas)s)
+    UNION ALL
+    SELECT c.relowner FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = ANY(%(schemas)s) AND c.relkind IN ('r', 'p', 'f', 'v', 'm', 'S')
+    UNION ALL
+    SELECT p.proowner FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+     WHERE n.nspname = ANY(%(schemas)s)
+    UNION ALL
+    SELECT t.typowner FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+     WHERE n.nspname = ANY(%(schemas)s) AND t.typtype IN ('d', 'e', 'r', 'm')
+        OR (n.nspname = ANY(%(schemas)s) AND t.typtype = 'c'
+            AND (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = t.typrelid) = 'c')
+) o GROUP BY 1 ORDER BY 1
 """
 
+#: Free sessions: the server's (minus reserved ones), and the database's and role's own limits.
 CONNECTIONS = """
 SELECT current_setting('max_connections')::int
        - current_setting('superuser_reserved_connections')::int
-       - (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE backend_type = 'client backend')
+       - coalesce(current_setting('reserved_connections', true)::int, 0)
+       - (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE backend_type = 'client backend') AS server,
+       (SELECT d.datconnlimit - (SELECT count(*) FROM pg_catalog.pg_stat_activity a WHERE a.datid = d.oid)
+          FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()
+           AND d.datconnlimit >= 0) AS database,
+       (SELECT r.rolconnlimit - (SELECT count(*) FROM pg_catalog.pg_stat_activity a WHERE a.usesysid = r.oid)
+          FROM pg_catalog.pg_roles r WHERE r.rolname = current_user AND r.rolconnlimit >= 0) AS role
 """
 
 ENCODING = """
@@ -65,8 +123,156 @@ SELECT n.nspname, count(c.oid)::int FROM pg_catalog.pg_namespace n
  WHERE n.nspname = ANY(%(schemas)s) GROUP BY n.nspname
 """
 
+#: Collations (outside the selected schemas, which pre-data creates) used by columns and indexes.
+COLLATIONS_USED = """
+SELECT DISTINCT cn.nspname AS schema, co.collname AS name, co.collprovider::text AS provider
+  FROM (SELECT a.attcollation AS coll, a.attrelid AS rel FROM pg_catalog.pg_attribute a
+         WHERE a.attnum > 0 AND NOT a.attisdropped AND a.attcollation <> 0
+        UNION
+        SELECT unnest(x.indcollation::oid[]), x.indexrelid FROM pg_catalog.pg_index x) u
+  JOIN pg_catalog.pg_class c ON c.oid = u.rel
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_catalog.pg_collation co ON co.oid = u.coll
+  JOIN pg_catalog.pg_namespace cn ON cn.oid = co.collnamespace
+ WHERE n.nspname = ANY(%(schemas)s) AND NOT cn.nspname = ANY(%(schemas)s)
+   AND co.collname <> 'default'
+ ORDER BY 1, 2
+"""
+
+TARGET_COLLATIONS = """
+SELECT n.nspname, co.collname FROM pg_catalog.pg_collation co
+  JOIN pg_catalog.pg_namespace n ON n.oid = co.collnamespace
+ WHERE co.collencoding IN (-1, (SELECT encoding FROM pg_catalog.pg_database
+                                 WHERE datname = pg_catalog.current_database()))
+"""
+
+#: Relations of the selected schemas stored outside the database's default tablespace.
+TABLESPACES = """
+SELECT t.spcname, count(*) FILTER (WHERE c.relkind IN ('r', 'p', 'm'))::int AS tables,
+       count(*) FILTER (WHERE c.relkind IN ('i', 'I'))::int AS indexes,
+       coalesce(sum(pg_catalog.pg_relation_size(c.oid)), 0)::bigint AS bytes,
+       (array_agg(n.nspname || '.' || c.relname ORDER BY c.relname))[1:5] AS examples
+  FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_catalog.pg_tablespace t ON t.oid = c.reltablespace
+ WHERE n.nspname = ANY(%(schemas)s) AND c.reltablespace <> 0
+ GROUP BY t.spcname ORDER BY 1
+"""
+
+DATABASE_TABLESPACE = """
+SELECT t.spcname FROM pg_catalog.pg_database d JOIN pg_catalog.pg_tablespace t ON t.oid = d.dattablespace
+ WHERE d.datname = pg_catalog.current_database()
+"""
+
+#: Foreign tables of the selected schemas with their server and wrapper.
+FOREIGN_TABLES = """
+SELECT n.nspname || '.' || c.relname AS name, s.srvname AS server, w.fdwname AS wrapper
+  FROM pg_catalog.pg_foreign_table ft
+  JOIN pg_catalog.pg_class c ON c.oid = ft.ftrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_catalog.pg_foreign_server s ON s.oid = ft.ftserver
+  JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+ WHERE n.nspname = ANY(%(schemas)s)
+ ORDER BY 1
+"""
+
+TARGET_FOREIGN_SERVERS = """
+SELECT s.srvname, w.fdwname,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_user_mappings m
+                WHERE m.srvid = s.oid AND m.usename IN (current_user, 'public')) AS mapped
+  FROM pg_catalog.pg_foreign_server s JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+"""
+
+#: Large objects are database-wide; their size is read from the catalog's size (no data read).
+LARGE_OBJECTS = """
+SELECT (SELECT count(*) FROM pg_catalog.pg_largeobject_metadata)::bigint,
+       pg_catalog.pg_total_relation_size('pg_catalog.pg_largeobject')::bigint
+"""
+
+#: Columns of the selected schemas' tables whose text form can carry any byte: string types
+#: (through domains), user-defined types (citext, hstore, json, jsonb, xml, tsvector...),
+#: composites, and arrays of those. Names come back as the raw bytes the client must send.
+TEXT_COLUMNS = """
+SELECT pg_catalog.convert_to(n.nspname::text, %(raw)s) AS schema,
+       pg_catalog.convert_to(c.relname::text, %(raw)s) AS table,
+       pg_catalog.convert_to(a.attname::text, %(raw)s) AS column,
+       c.oid::bigint AS oid
+  FROM pg_catalog.pg_attribute a
+  JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+  LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem AND t.typcategory = 'A'
+ WHERE n.nspname = ANY(%(schemas)s) AND c.relkind = 'r' AND a.attnum > 0 AND NOT a.attisdropped
+   AND t.oid <> 'pg_catalog.bytea'::pg_catalog.regtype
+   AND (t.typcategory IN ('S', 'U', 'C') OR e.typcategory IN ('S', 'U', 'C'))
+ ORDER BY n.nspname, c.relname, a.attnum
+"""
+
+#: A value that is entirely well-formed UTF-8 (RFC 3629: no overlongs, no surrogates, <= U+10FFFF).
+#: In a SQL_ASCII database every byte is one character, so the regular expression sees bytes.
+VALID_UTF8 = (
+    r"^(?:[\x01-\x7f]|[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}"
+    r"|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}"
+    r"|\xf4[\x80-\x8f][\x80-\xbf]{2})*$"
+)
+HIGH_BYTE = r"[\x80-\xff]"
+#: Bytes WIN1252 leaves undefined: PostgreSQL cannot convert them to UTF8.
+WIN1252_UNMAPPED = r"[\x81\x8d\x8f\x90\x9d]"
+NON_ASCII = r"[^\x01-\x7f]"
+
+#: Catalog text of a SQL_ASCII source that pg_dump would carry over as invalid UTF-8.
+CATALOG_TEXT = """
+WITH sel AS (SELECT oid, nspname FROM pg_catalog.pg_namespace WHERE nspname = ANY(%(schemas)s)),
+texts(kind, object, txt) AS (
+    SELECT 'schema name', nspname::text, nspname::text FROM sel
+    UNION ALL
+    SELECT 'relation name', s.nspname || '.' || c.relname, c.relname::text
+      FROM pg_catalog.pg_class c JOIN sel s ON s.oid = c.relnamespace
+    UNION ALL
+    SELECT 'column name', s.nspname || '.' || c.relname || '.' || a.attname, a.attname::text
+      FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+      JOIN sel s ON s.oid = c.relnamespace WHERE a.attnum > 0 AND NOT a.attisdropped
+    UNION ALL
+    SELECT 'type name', s.nspname || '.' || t.typname, t.typname::text
+      FROM pg_catalog.pg_type t JOIN sel s ON s.oid = t.typnamespace
+    UNION ALL
+    SELECT 'enum label', s.nspname || '.' || t.typname, e.enumlabel::text
+      FROM pg_catalog.pg_enum e JOIN pg_catalog.pg_type t ON t.oid = e.enumtypid JOIN sel s ON s.oid = t.typnamespace
+    UNION ALL
+    SELECT 'function', s.nspname || '.' || p.proname, p.proname::text || coalesce(p.prosrc, '')
+      FROM pg_catalog.pg_proc p JOIN sel s ON s.oid = p.pronamespace
+    UNION ALL
+    SELECT 'constraint', s.nspname || '.' || k.conname, k.conname::text || pg_catalog.pg_get_constraintdef(k.oid)
+      FROM pg_catalog.pg_constraint k JOIN sel s ON s.oid = k.connamespace
+    UNION ALL
+    SELECT 'view definition', s.nspname || '.' || c.relname, pg_catalog.pg_get_viewdef(c.oid)
+      FROM pg_catalog.pg_class c JOIN sel s ON s.oid = c.relnamespace WHERE c.relkind IN ('v', 'm')
+    UNION ALL
+    SELECT 'column default', s.nspname || '.' || c.relname || '.' || a.attname,
+           pg_catalog.pg_get_expr(d.adbin, d.adrelid)
+      FROM pg_catalog.pg_attrdef d JOIN pg_catalog.pg_class c ON c.oid = d.adrelid
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+      JOIN sel s ON s.oid = c.relnamespace
+    UNION ALL
+    SELECT 'comment', s.nspname || '.' || c.relname, d.description
+      FROM pg_catalog.pg_description d JOIN pg_catalog.pg_class c ON c.oid = d.objoid
+      JOIN sel s ON s.oid = c.relnamespace WHERE d.classoid = 'pg_catalog.pg_class'::pg_catalog.regclass
+    UNION ALL
+    SELECT 'comment', s.nspname, d.description
+      FROM pg_catalog.pg_description d JOIN sel s ON s.oid = d.objoid
+     WHERE d.classoid = 'pg_catalog.pg_namespace'::pg_catalog.regclass
+)
+SELECT kind, pg_catalog.encode(pg_catalog.convert_to(object, 'SQL_ASCII'), 'escape')
+  FROM texts WHERE txt ~ %(high)s AND txt !~ %(valid)s
+ ORDER BY 1, 2
+"""
+
 #: Sessions one unit opens at most (source: admin + copy; target: control + load + index builder).
 SESSIONS_PER_UNIT = {"source": 2, "target": 3}
+
+SCAN_ENV = "PG_MIGRATION_ENCODING_SCAN"
+#: How many named columns a finding lists before "and N more".
+LIST_MAX = 30
 
 
 def finding(check: str, verdict: str, detail: str) -> dict[str, str]:
@@ -77,21 +283,34 @@ def run(source: Endpoint, target: Endpoint, inventory: dict[str, Any], params: d
     schemas = [s["name"] for s in inventory["schemas"]]
     tables = [t for s in inventory["schemas"] for t in s["tables"]]
     out: list[dict[str, str]] = []
-    with source.connect("pg_migration preflight", autocommit=True) as src:
+    # client_encoding UTF8: names and texts arrive decoded whatever the source's encoding (a SQL_ASCII
+    # server converts nothing; invalid bytes only ever travel as bytea or escaped text here).
+    with source.connect("pg_migration preflight", autocommit=True, client_encoding="UTF8") as src:
         try:
             tgt = target.connect("pg_migration preflight", autocommit=True)
         except MigrationError as exc:
             return [finding("target connection", "blocking", str(exc))]
         with tgt:
             out += _versions(src, tgt)
-            out += _encodings(src, tgt)
+            out += _encodings(src, tgt, source, schemas, params)
+            out += _collations(src, tgt, schemas)
             out += _extensions(src, tgt)
             out += _roles(src, tgt, schemas, params)
+            out += _tablespaces(src, schemas)
+            out += _foreign_tables(src, tgt, schemas)
+            out += _large_objects(src)
             out += _connections(src, tgt, params)
             out += _target_schemas(tgt, schemas, params)
     out += _dependencies(inventory)
     out += _tables(tables)
     return out
+
+
+def _names(items: list[str], limit: int = LIST_MAX) -> str:
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+# -- versions and tools ---------------------------------------------------------------------------
 
 
 def _versions(src: psycopg.Connection, tgt: psycopg.Connection) -> list[dict[str, str]]:
@@ -108,9 +327,16 @@ def _versions(src: psycopg.Connection, tgt: psycopg.Connection) -> list[dict[str
             ),
         )
     ]
+    if sv < 90200:
+        out.append(finding("pg_dump", "blocking", f"source {sv}: pg_dump supports PostgreSQL 9.2 and later only"))
+        return out
     try:
         tool = pgtools.choose(sv)
-        note = f"pg_dump {tool.version} ({tool.path})"
+        note = (
+            f"pg_dump {tool.version} ({tool.path}) for a PostgreSQL {sv // 10000} source; plain-format DDL is "
+            "applied by the worker over psycopg and data moves by COPY, so no pg_restore is involved "
+            "(no archive-version constraint)"
+        )
         if tool.major > tv // 10000:
             note += f"; it is newer than the target ({tv // 10000}): settings the target lacks are dropped"
         out.append(finding("pg_dump", "ok", note))
@@ -119,22 +345,93 @@ def _versions(src: psycopg.Connection, tgt: psycopg.Connection) -> list[dict[str
     return out
 
 
-def _encodings(src: psycopg.Connection, tgt: psycopg.Connection) -> list[dict[str, str]]:
+# -- encodings and collations ---------------------------------------------------------------------
+
+
+def data_path_converts(source: Endpoint) -> bool:
+    """Whether the worker's sessions ask the source for UTF8 (so the server converts LATIN1 & co).
+
+    Without ``client_encoding`` the source sends its own encoding's bytes and a UTF8 target rejects
+    every non-ASCII character of a LATIN1/WIN1252 source. ``PGCLIENTENCODING`` in the workers'
+    environment (inherited by local workers; set it in the ECS task definition) is the same switch.
+    """
+    if str(source.conninfo().get("client_encoding", "")).upper().replace("-", "") == "UTF8":
+        return True
+    return os.environ.get("PGCLIENTENCODING", "").upper().replace("-", "") == "UTF8"
+
+
+def scan_mode(params: dict[str, Any]) -> tuple[str, float | None]:
+    """``("full", None)``, ``("sample", pct)`` or ``("off", None)`` from the param or the environment."""
+    raw = str(params.get("encoding_scan") or os.environ.get(SCAN_ENV) or "full").strip().lower()
+    if raw.startswith("sample"):
+        try:
+            pct = float(raw.split(":", 1)[1]) if ":" in raw else 1.0
+        except ValueError:
+            pct = 1.0
+        return "sample", min(max(pct, 0.0001), 100.0)
+    return ("off", None) if raw in ("off", "none", "false", "0") else ("full", None)
+
+
+def _encodings(
+    src: psycopg.Connection, tgt: psycopg.Connection, source: Endpoint, schemas: list[str], params: dict[str, Any]
+) -> list[dict[str, str]]:
     s_enc, s_coll, s_ctype = src.execute(ENCODING).fetchone()
     t_enc, t_coll, t_ctype = tgt.execute(ENCODING).fetchone()
+    out: list[dict[str, str]] = []
+    scan: tuple[str, str, str] | None = None  # (pattern, what it finds, advice)
     if s_enc == t_enc:
-        verdict, note = "ok", f"both {s_enc}"
+        out.append(finding("encoding", "ok", f"both {s_enc}"))
     elif s_enc == "SQL_ASCII":
-        verdict, note = (
-            "warning",
-            (
-                f"source is SQL_ASCII (any bytes), target {t_enc}: values that are not valid "
-                f"{t_enc} will fail the load of their table"
-            ),
+        out.append(
+            finding(
+                "encoding",
+                "ok" if t_enc == "SQL_ASCII" else "warning",
+                f"source is SQL_ASCII (stores any bytes, checks none), target {t_enc}: every value must be "
+                f"valid {t_enc}; the values that are not are listed under 'character data'",
+            )
         )
+        if t_enc == "UTF8":
+            scan = (
+                "valid-utf8",
+                "values that are not valid UTF-8 (the load of their table would fail)",
+                "clean them on the source first; bytes that are LATIN1 can be re-encoded with "
+                "convert_from(convert(convert_to(col, 'SQL_ASCII'), 'LATIN1', 'UTF8'), 'SQL_ASCII')",
+            )
+    elif t_enc == "SQL_ASCII":
+        out.append(finding("encoding", "warning", f"source {s_enc}, target SQL_ASCII: bytes are stored unchecked"))
     else:
-        verdict, note = "warning", f"source {s_enc} is converted to {t_enc} by the server while loading"
-    out = [finding("encoding", verdict, note)]
+        converts = data_path_converts(source)
+        out.append(
+            finding(
+                "encoding",
+                "ok" if converts else "warning",
+                f"converting: source {s_enc} is converted to {t_enc} by the source server while the data is "
+                f"read (client_encoding {t_enc}); non-ASCII characters take more bytes on the target"
+                + (
+                    ""
+                    if converts
+                    else f". BUT the data path does not set client_encoding: set PGCLIENTENCODING={t_enc} for the "
+                    "workers, or non-ASCII values fail to load (listed under 'character data')"
+                ),
+            )
+        )
+        if not converts:
+            scan = (
+                NON_ASCII,
+                f"non-ASCII values the data path would send unconverted ({s_enc} bytes, invalid {t_enc})",
+                f"set PGCLIENTENCODING={t_enc} for the workers so the source server converts them",
+            )
+        elif s_enc == "WIN1252" and t_enc == "UTF8":
+            scan = (
+                WIN1252_UNMAPPED,
+                "values holding bytes 0x81/0x8D/0x8F/0x90/0x9D, which WIN1252 leaves undefined "
+                "and PostgreSQL cannot convert to UTF8 (the load of their table would fail)",
+                "replace those bytes on the source",
+            )
+    if scan is not None:
+        out += _scan_character_data(src, schemas, s_enc, scan, params)
+        if s_enc == "SQL_ASCII":
+            out += _catalog_text(src, schemas)
     if (s_coll, s_ctype) != (t_coll, t_ctype):
         out.append(
             finding(
@@ -144,7 +441,115 @@ def _encodings(src: psycopg.Connection, tgt: psycopg.Connection) -> list[dict[st
                 "text sort order (and so index order) may differ",
             )
         )
+    else:
+        out.append(finding("collation", "ok", f"both {s_coll}/{s_ctype}"))
     return out
+
+
+def _quote(name: bytes) -> bytes:
+    return b'"' + name.replace(b'"', b'""') + b'"'
+
+
+def _show(*names: bytes) -> str:
+    return ".".join(n.decode("utf-8", "backslashreplace") for n in names)
+
+
+def _scan_character_data(
+    src: psycopg.Connection, schemas: list[str], s_enc: str, scan: tuple[str, str, str], params: dict[str, Any]
+) -> list[dict[str, str]]:
+    """One sequential scan per table with text-like columns; counts per column come back, no rows."""
+    pattern, what, advice = scan
+    mode, pct = scan_mode(params)
+    if mode == "off":
+        return [finding("character data", "warning", f"not scanned (${SCAN_ENV}=off): {what} would only "
+                        "show when their table loads")]
+    raw = "SQL_ASCII" if s_enc == "SQL_ASCII" else "UTF8"
+    columns: dict[tuple[bytes, bytes], list[bytes]] = {}
+    for schema, table, column, _oid in src.execute(TEXT_COLUMNS, {"schemas": schemas, "raw": raw}):
+        columns.setdefault((bytes(schema), bytes(table)), []).append(bytes(column))
+    if pattern == "valid-utf8":
+        cond = b"(%s::text ~ '" + HIGH_BYTE.encode() + b"' AND %s::text !~ '" + VALID_UTF8.encode() + b"')"
+    else:
+        cond = b"(%s::text ~ '" + pattern.encode() + b"')"
+    sample = f" TABLESAMPLE SYSTEM ({pct:g})".encode() if mode == "sample" else b""
+    bad: list[str] = []
+    skipped: list[str] = []
+    rows_bad = 0
+    src.execute("SET lock_timeout = '10s'")
+    for (schema, table), cols in columns.items():
+        exprs = b", ".join(
+            b"count(*) FILTER (WHERE " + (cond.replace(b"%s", _quote(c))) + b")" for c in cols
+        )
+        query = b"SELECT " + exprs + b" FROM ONLY " + _quote(schema) + b"." + _quote(table) + sample
+        try:
+            counts = src.execute(query).fetchone()
+        except psycopg.errors.LockNotAvailable:
+            skipped.append(_show(schema, table))
+            continue
+        for col, n in zip(cols, counts, strict=True):
+            if n:
+                rows_bad += n
+                bad.append(f"{_show(schema, table, col)} ({n} row{'s' if n != 1 else ''})")
+    src.execute("RESET lock_timeout")
+    how = (
+        f"scanned {sum(len(c) for c in columns.values())} text-like column(s) in {len(columns)} table(s)"
+        + (
+            f" on a {pct:g}% TABLESAMPLE: a sample, so finding nothing is no proof"
+            if mode == "sample"
+            else " (every row, exact)"
+        )
+    )
+    out = []
+    if bad:
+        out.append(
+            finding(
+                "character data",
+                "blocking",
+                f"{what}: {_names(bad)}; {how}. Fix: {advice}",
+            )
+        )
+    else:
+        out.append(finding("character data", "ok", f"no {what.split(' (')[0]}; {how}"))
+    if skipped:
+        out.append(
+            finding("character data", "warning", f"not scanned (lock_timeout: a lock is held): {_names(skipped)}")
+        )
+    return out
+
+
+def _catalog_text(src: psycopg.Connection, schemas: list[str]) -> list[dict[str, str]]:
+    found = src.execute(CATALOG_TEXT, {"schemas": schemas, "high": HIGH_BYTE, "valid": VALID_UTF8}).fetchall()
+    if not found:
+        return [finding("catalog text", "ok", "names, comments, function bodies and definitions are valid UTF-8")]
+    return [
+        finding(
+            "catalog text",
+            "blocking",
+            "not valid UTF-8 (pre-data would fail): " + _names([f"{kind} {obj}" for kind, obj in found]),
+        )
+    ]
+
+
+def _collations(src: psycopg.Connection, tgt: psycopg.Connection, schemas: list[str]) -> list[dict[str, str]]:
+    used = src.execute(COLLATIONS_USED, {"schemas": schemas}).fetchall()
+    if not used:
+        return []
+    have = {(n, c) for n, c in tgt.execute(TARGET_COLLATIONS)}
+    missing = [f'{s}."{c}"' for s, c, _ in used if (s, c) not in have]
+    names = ", ".join(f'{s}."{c}" ({"icu" if p == "i" else "libc" if p == "c" else "default"})' for s, c, p in used)
+    if missing:
+        return [
+            finding(
+                "collations used",
+                "blocking",
+                f"columns or indexes use collations the target lacks: {', '.join(missing)} "
+                "(create them on the target, e.g. CREATE COLLATION ... (provider = icu, locale = ...))",
+            )
+        ]
+    return [finding("collations used", "ok", f"present on the target: {names}")]
+
+
+# -- extensions, roles --------------------------------------------------------------------------------
 
 
 def _extensions(src: psycopg.Connection, tgt: psycopg.Connection) -> list[dict[str, str]]:
@@ -170,35 +575,127 @@ def _roles(
     src: psycopg.Connection, tgt: psycopg.Connection, schemas: list[str], params: dict[str, Any]
 ) -> list[dict[str, str]]:
     grantees = [r[0] for r in src.execute(GRANTEES, {"schemas": schemas})]
-    owners = sorted(r[0] for r in src.execute(OWNERS, {"schemas": schemas}))
+    owners = src.execute(OWNERS, {"schemas": schemas}).fetchall()
+    owner_names = {o for o, _ in owners}
     have = {r[0] for r in tgt.execute("SELECT rolname FROM pg_catalog.pg_roles")}
-    missing = [g for g in grantees if g not in have and g not in owners]
+    missing = [g for g in grantees if g not in have and g not in owner_names]
     out = [
         finding(
             "object owners",
             "ok",
-            f"{', '.join(owners) or 'none'}: objects will be owned by the target "
-            f"user (no ownership commands: the target is not superuser)",
+            (", ".join(f"{o} ({n} object{'s' if n != 1 else ''})" for o, n in owners) or "none")
+            + ": objects will be owned by the target user (no ownership commands: the target is not superuser)",
         )
     ]
     if missing:
         action = "will be created NOLOGIN (create_roles)" if params.get("create_roles") else "their grants are skipped"
         out.append(
-            finding("roles", "warning", f"grants name roles missing on the target: {', '.join(missing)}; {action}")
+            finding(
+                "roles",
+                "warning",
+                f"grants name roles missing on the target: {', '.join(missing)}; {action}"
+                + (f" (grantees present: {', '.join(g for g in grantees if g in have)})" if len(missing) < len(grantees)
+                   else ""),
+            )
         )
     else:
         out.append(finding("roles", "ok", f"grantees present on the target: {', '.join(grantees) or 'none'}"))
     return out
 
 
+# -- storage: tablespaces, foreign tables, large objects ---------------------------------------------
+
+
+def _tablespaces(src: psycopg.Connection, schemas: list[str]) -> list[dict[str, str]]:
+    rows = src.execute(TABLESPACES, {"schemas": schemas}).fetchall()
+    db_space = src.execute(DATABASE_TABLESPACE).fetchone()[0]
+    notes = [
+        f"{name} ({tables} table(s), {indexes} index(es), {nbytes / 1e6:.1f} MB, e.g. {', '.join(examples)})"
+        for name, tables, indexes, nbytes, examples in rows
+    ]
+    if db_space != "pg_default":
+        notes.append(f"the database's default tablespace is {db_space}")
+    if not notes:
+        return [finding("tablespaces", "ok", "everything is in the default tablespace")]
+    return [
+        finding(
+            "tablespaces",
+            "warning",
+            "not carried over (pg_dump --no-tablespaces; Aurora has no tablespaces): everything lands in the "
+            "target's default tablespace: " + "; ".join(notes),
+        )
+    ]
+
+
+def _foreign_tables(src: psycopg.Connection, tgt: psycopg.Connection, schemas: list[str]) -> list[dict[str, str]]:
+    rows = src.execute(FOREIGN_TABLES, {"schemas": schemas}).fetchall()
+    if not rows:
+        return []
+    servers = {name: (wrapper, mapped) for name, wrapper, mapped in tgt.execute(TARGET_FOREIGN_SERVERS)}
+    missing: dict[str, list[str]] = {}
+    unmapped: set[str] = set()
+    for table, server, wrapper in rows:
+        if server not in servers:
+            missing.setdefault(f"{server} ({wrapper})", []).append(table)
+        elif not servers[server][1]:
+            unmapped.add(server)
+    if missing:
+        return [
+            finding(
+                "foreign tables",
+                "blocking",
+                "their foreign server does not exist on the target (pg_dump of a schema does not carry "
+                "servers): "
+                + "; ".join(f"server {s}: {_names(t)}" for s, t in sorted(missing.items()))
+                + ". Create the extension, the server and a user mapping on the target first, or exclude "
+                "those schemas. Their data is not copied (it lives in the remote server)",
+            )
+        ]
+    detail = "definitions only, their data stays in the remote server; servers present on the target: " + ", ".join(
+        sorted({s for _, s, _ in rows})
+    ) + f". Tables: {_names([t for t, _, _ in rows])}"
+    if unmapped:
+        detail += f". No user mapping for the target user on {', '.join(sorted(unmapped))}: queries will fail"
+    return [finding("foreign tables", "warning", detail)]
+
+
+def _large_objects(src: psycopg.Connection) -> list[dict[str, str]]:
+    count, nbytes = src.execute(LARGE_OBJECTS).fetchone()
+    if not count:
+        return [finding("large objects", "ok", "none")]
+    return [
+        finding(
+            "large objects",
+            "warning",
+            f"{count} large object(s), about {nbytes / 1e6:.1f} MB on disk: copied database-wide with their OIDs "
+            "by one task (large_objects), one object per transaction, not in parallel; owners and grants on "
+            "them are not carried over",
+        )
+    ]
+
+
+# -- capacity ------------------------------------------------------------------------------------------
+
+
 def _connections(src: psycopg.Connection, tgt: psycopg.Connection, params: dict[str, Any]) -> list[dict[str, str]]:
     pool = int(params.get("pool_size") or 4)
     out = []
     for side, conn in (("source", src), ("target", tgt)):
-        free = conn.execute(CONNECTIONS).fetchone()[0]
+        server, database, role = conn.execute(CONNECTIONS).fetchone()
+        limits = {"server": server, "database": database, "role": role}
+        free = min(v for v in limits.values() if v is not None)
         need = pool * SESSIONS_PER_UNIT[side] + 2
         verdict = "ok" if free >= need else ("warning" if free >= pool else "blocking")
-        out.append(finding(f"{side} connections", verdict, f"{free} free, {need} needed for a pool of {pool}"))
+        binding = [k for k, v in limits.items() if v == free][0]
+        out.append(
+            finding(
+                f"{side} connections",
+                verdict,
+                f"{free} free ({binding} limit"
+                + (f"; server {server}" if binding != "server" else "")
+                + f"), {need} needed for a pool of {pool} ({SESSIONS_PER_UNIT[side]} per unit + 2)",
+            )
+        )
     return out
 
 
@@ -214,6 +711,9 @@ def _target_schemas(tgt: psycopg.Connection, schemas: list[str], params: dict[st
             )
         ]
     return [finding("target schemas", "ok", "none of the selected schemas holds objects on the target")]
+
+
+# -- from the inventory ---------------------------------------------------------------------------------
 
 
 def _dependencies(inventory: dict[str, Any]) -> list[dict[str, str]]:
@@ -240,26 +740,20 @@ def _tables(tables: list[dict[str, Any]]) -> list[dict[str, str]]:
             finding(
                 "tables without a primary key",
                 "warning",
-                ", ".join(no_pk[:50]) + (f" and {len(no_pk) - 50} more" if len(no_pk) > 50 else ""),
+                f"{len(no_pk)}: {_names(no_pk, 50)} (copied and validated like any other; row-level comparison "
+                "and logical replication need a key or REPLICA IDENTITY FULL)",
             )
         )
+    else:
+        out.append(finding("tables without a primary key", "ok", "every table has one"))
     unlogged = [f"{t['schema']}.{t['name']}" for t in tables if t["persistence"] == "u"]
     if unlogged:
         out.append(
             finding(
                 "unlogged tables",
                 "warning",
-                "copied, and unlogged on the target too (emptied by a crash): " + ", ".join(unlogged),
-            )
-        )
-    foreign = [f"{t['schema']}.{t['name']}" for t in tables if t["kind"] == "f"]
-    if foreign:
-        out.append(
-            finding(
-                "foreign tables",
-                "warning",
-                "definitions only (their data lives elsewhere; the "
-                "foreign server must exist on the target): " + ", ".join(foreign),
+                "copied, and unlogged on the target too (not crash-safe: emptied after a crash or failover): "
+                + _names(unlogged),
             )
         )
     return out

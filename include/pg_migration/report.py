@@ -13,7 +13,11 @@ Layout::
     {"version": 1, "dag_id", "run_id", "started_at", "finished_at", "verdict": "passed"|"failed"|"planned",
      "params": {...}, "source": {host, port, dbname, user, ...}, "target": {...},   # never a password
      "snapshot": {"id", "consistent", "held_seconds", "note"},
-     "plan": {"units": [...], "bytes", "tables", "predicted_makespan_s"},
+     "plan": {"units": [...], "bytes", "tables", "predicted_makespan_s",
+              "schema_sizes": [{"schema", "bytes", "tables", "units"}],          # optional (history.forecast)
+              "forecast": {"predicted_makespan_s", "pool_size", "bandwidth_mb_s", "bandwidth_floor_s",
+                           "slot_mb_s", "basis", "history_runs", "window_h", "fits_window",
+                           "schedule": [{"order", "unit_id", "slot", "start_s", "end_s", "basis"}]}},
      "preflight": [{"check", "verdict": "ok"|"warning"|"blocking", "detail"}],
      "schemas": [{"schema", "status": "passed"|"failed"|"not run", "bytes", "seconds", "attempts",
                   "units": [{"unit_id", "status", "attempts", "seconds", "bytes", "error"}],
@@ -21,7 +25,23 @@ Layout::
                   "mismatches": [...], "structure_diffs": [...], "sequences": [...], "notes": [...]}],
      "database": {"large_objects": {...}, "mismatches": [...]},
      "phases": {"pre-data": {...}, "large-objects": {...}, "post-data": {...}},
-     "failures": [...], "warnings": [...]}
+     "failures": [...], "warnings": [...],
+     "rehearsal": {"window_h", "total_seconds", "predicted", "fits_window", "verdict", "previous_run_id",   # optional
+                   "earlier_runs": [...], "schemas": [{"schema", "seconds", "previous_s", "median_s",
+                   "change_pct"}], "chart": "rehearsal.svg"|null}}
+
+Optional keys are additive (still version 1): readers must treat them as absent in older reports.
+``plan.schema_sizes``/``plan.forecast`` come from :func:`include.pg_migration.history.forecast`,
+``rehearsal`` from :func:`include.pg_migration.history.compare` (which also writes ``rehearsal.svg``
+next to ``report.md``).
+
+``history.jsonl`` (one line per run that copied data; dry runs are not recorded)::
+
+    {"dag_id", "run_id", "finished_at", "verdict", "total_seconds",
+     "schemas": {schema: seconds},           # a schema's wall time (its slowest unit)
+     "bytes": {schema: bytes},               # since history sizes were recorded (older lines lack
+     "unit_seconds": {schema: seconds},      #   these three: history.py reads their report.json)
+     "pool_size": int|null}
 
 The DAG's report task writes it; the benchmark and the UI page only read it (:func:`read`, :func:`runs`).
 """
@@ -80,6 +100,11 @@ def _append_history(report: dict[str, Any], base: str | None) -> None:
         "verdict": report.get("verdict"),
         "total_seconds": report.get("total_seconds"),
         "schemas": {s["schema"]: s.get("seconds") for s in report.get("schemas", [])},
+        "bytes": {s["schema"]: s.get("bytes") or 0 for s in report.get("schemas", [])},
+        "unit_seconds": {
+            s["schema"]: sum((u.get("seconds") or 0) for u in s.get("units") or []) for s in report.get("schemas", [])
+        },
+        "pool_size": (report.get("params") or {}).get("pool_size"),
     }
     fs, path = fsspec.core.url_to_fs(base or base_url())
     fs.makedirs(path, exist_ok=True)
@@ -156,6 +181,7 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines += ["", "## Pre-flight", "", "| check | verdict | detail |", "|---|---|---|"]
         lines += [f"| {c['check']} | {c['verdict']} | {_cell(c.get('detail', ''))} |" for c in pre]
     plan = report.get("plan") or {}
+    lines += _plan_overview(plan)
     if plan.get("units"):
         lines += [
             "",
@@ -208,7 +234,39 @@ def to_markdown(report: dict[str, Any]) -> str:
     warnings = report.get("warnings") or []
     if warnings:
         lines += ["", "## Warnings", "", *[f"- {w}" for w in warnings]]
+    if report.get("rehearsal"):
+        from include.pg_migration import history
+
+        lines += history.to_markdown(report["rehearsal"])
     return "\n".join(lines) + "\n"
+
+
+def _plan_overview(plan: dict[str, Any]) -> list[str]:
+    """Schemas (sizes, tables, units) and the forecast's unit order, when the plan has them."""
+    lines: list[str] = []
+    sizes = plan.get("schema_sizes") or []
+    if sizes:
+        lines += ["", "## Schemas planned", "", "| schema | MB | tables | units |", "|---|---|---|---|"]
+        lines += [f"| {s['schema']} | {_mb(s.get('bytes'))} | {s.get('tables')} | {s.get('units')} |" for s in sizes]
+    fc = plan.get("forecast") or {}
+    if fc:
+        fits = "fits" if fc.get("fits_window") else "DOES NOT fit"
+        lines += [
+            "",
+            "## Forecast",
+            "",
+            f"Predicted makespan {fc.get('predicted_makespan_s', 0):.0f} s on {fc.get('pool_size')} slot(s) "
+            f"({fits} the {fc.get('window_h', 0):g} h window; network floor {fc.get('bandwidth_floor_s', 0):.0f} s "
+            f"at {fc.get('bandwidth_mb_s', 0):g} MB/s); basis: {fc.get('basis')}.",
+        ]
+        if fc.get("schedule"):
+            lines += ["", "| order | unit | slot | start s | end s | rate from |", "|---|---|---|---|---|---|"]
+            lines += [
+                f"| {u['order']} | {u['unit_id']} | {u['slot']} | {u['start_s']:.0f} | {u['end_s']:.0f} | "
+                f"{u.get('basis', '')} |"
+                for u in fc["schedule"]
+            ]
+    return lines
 
 
 def _where(endpoint: dict[str, Any] | None) -> str:
