@@ -249,6 +249,18 @@ def register(
         return get(tgt, run_id)
 
 
+def register_from_run(target: Endpoint, run_id: str, source: Endpoint) -> dict[str, Any]:
+    """Register the replication of a run already registered by the plan step (its plan and params)."""
+    with target.connect("pg_migration replicate", autocommit=True) as tgt:
+        run = state.get_run(tgt, run_id)
+    if run is None:
+        raise ConfigError(f"run {run_id!r} is not registered on the target (the plan task registers it)")
+    if mode_of(run["params"]) != "replicate":
+        raise ConfigError(f"run {run_id!r} is not in replicate mode")
+    return register(target, run_id, run["dag_id"], source, run["plan"],
+                    bool(run["params"].get("replica_identity_full")))
+
+
 # -- checks ----------------------------------------------------------------------------------------
 
 SOURCE_SETUP = """
@@ -1480,6 +1492,8 @@ def cutover_finish(
     problems = [f"schema {s} was not validated" for s in rep["schemas"] if s not in validations]
     problems += [m for s in rep["schemas"] for m in (validations.get(s) or {}).get("mismatches", [])]
     database = validate_database(source, target)
+    if rep["read_only_set"]:  # our own setting on the source: not something the target must carry
+        database["mismatches"] = [m for m in database["mismatches"] if "default_transaction_read_only" not in m]
     problems += database["mismatches"]
     if problems:
         logger.error(

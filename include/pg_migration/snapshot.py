@@ -118,15 +118,15 @@ def hold_replication(
     try:
         with target.connect(app, autocommit=True) as tgt:
             rep = replicate.get(tgt, run_id)
-            if rep is None:
-                raise MigrationError(f"run {run_id!r} is not registered for replication")
-            if rep["consistent_lsn"] is not None:
-                # A holder of this run created the slot and died: its exported snapshot is gone with it.
-                raise SnapshotLost(
-                    f"slot {rep['slot']} of run {run_id!r} exists but the holder that exported its snapshot is "
-                    "gone: the copy can no longer start from the slot's cut. The run fails and drops what it "
-                    "created; start a new run"
-                )
+        if rep is None:  # nobody prepared it (e.g. the ECS runner starts the holder directly)
+            rep = replicate.register_from_run(target, run_id, source)
+        if rep["consistent_lsn"] is not None:
+            # A holder of this run created the slot and died: its exported snapshot is gone with it.
+            raise SnapshotLost(
+                f"slot {rep['slot']} of run {run_id!r} exists but the holder that exported its snapshot is "
+                "gone: the copy can no longer start from the slot's cut. The run fails and drops what it "
+                "created; start a new run"
+            )
         replicate.prepare_publication(source, target, run_id, app)
         repl = replicate.replication_connection(source, app)
         log.info("creating slot %s (waits for transactions running now on the source to end)", rep["slot"])

@@ -86,6 +86,7 @@ class Writer(threading.Thread):
         self.ops = 0
         self.errors: list[str] = []
         self.kinds: set[str] = set()
+        self.id_base = seed * 1_000_000  # writers with different seeds never collide
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -121,7 +122,7 @@ class Writer(threading.Thread):
             ("delete parent", "DELETE FROM ONLY sales.orders WHERE id = (SELECT min(id) FROM ONLY sales.orders)", ()),
             ("delete child", "DELETE FROM archive.orders_old WHERE id = (SELECT min(id) FROM archive.orders_old)", ()),
             ("insert partition", "INSERT INTO sales.events VALUES (%s, DATE '2024-03-01' + %s, 'live')",
-             (100_000 + step, r.randrange(600))),
+             (100_000 + self.id_base + step, r.randrange(600))),
             ("move across partitions", "UPDATE sales.events SET day = day + 366 WHERE id = "
              "(SELECT min(id) FROM sales.events_2024 WHERE day < DATE '2024-12-01')", ()),
             ("delete partition", "DELETE FROM sales.events WHERE id = (SELECT max(id) FROM archive.events_2025)", ()),
@@ -136,7 +137,7 @@ class Writer(threading.Thread):
         ]
         if step % 97 == 0:
             return ("insert big json", "INSERT INTO docs.documents VALUES (%s, %s) ON CONFLICT (id) DO UPDATE "
-                    "SET body = EXCLUDED.body", (1000 + step, big_json(step, 300_000)))
+                    "SET body = EXCLUDED.body", (1000 + self.id_base + step, big_json(step, 300_000)))
         return ops[step % len(ops)]
 
 

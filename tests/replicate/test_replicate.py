@@ -3,6 +3,8 @@ takes writes, stream the rest, cut over, and the target equals the source row fo
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import signal
 import subprocess
@@ -33,7 +35,8 @@ def _identity(p, table: str) -> tuple[str, str]:
         return src.execute(q, (table,)).fetchone()[0], tgt.execute(q, (table,)).fetchone()[0]
 
 
-def test_writes_during_and_after_the_copy_end_equal_after_cutover(rpair, tmp_path):
+def test_writes_during_and_after_the_copy_end_equal_after_cutover(rpair, tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
     p = rpair
     with p.source_su() as src:
         load_source(src)
@@ -91,6 +94,13 @@ def test_writes_during_and_after_the_copy_end_equal_after_cutover(rpair, tmp_pat
             assert src.execute(q).fetchone() == tgt.execute(q).fetchone(), table
     _nothing_left(p, rid)
     assert _identity(p, "docs.audit_log") == ("d", "d")  # REPLICA IDENTITY FULL restored on both sides
+    # the subscription's password went into CREATE SUBSCRIPTION only: not in logs, state or report
+    secret = p.source_server.migrator_password
+    assert secret not in caplog.text and secret not in json.dumps(report, default=str)
+    with p.target_su() as tgt:
+        for table in ("runs", "replication", "phases", "validations"):
+            rows = tgt.execute(f"SELECT row_to_json(t)::text FROM _pg_migration.{table} t").fetchall()
+            assert not any(secret in r[0] for r in rows), table
     with p.source_su() as src:  # the source is writable as before
         src.execute("UPDATE docs.audit_log SET what = 'after' WHERE who = 'user1'")
 
