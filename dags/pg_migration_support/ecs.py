@@ -283,7 +283,7 @@ def requests(
     else:
         out = [one(phase)]
     for kw in out:
-        log.info("%s %s: RunTask overrides %s", phase, kw["unit_label"], json.dumps(kw["overrides"]))
+        log.info("%s: RunTask overrides %s", kw["unit_id"] or phase, json.dumps(kw["overrides"]))
     return out
 
 
@@ -311,7 +311,25 @@ class FargateWorkerOperator(EcsRunTaskOperator):
         if self.phase in ("pre-data", "data", "large-objects") and params.get("consistent"):
             # A clear error now instead of a container failing on a released snapshot.
             snap.check_alive(self._target(), context["run_id"])
+        if self.phase == "snapshot" and self._run_has_a_cut(context["run_id"]):
+            return None
         return super().execute(context)
+
+    def _run_has_a_cut(self, run_id: str) -> bool:
+        """A re-run of the holder's start: the run's one cut must still be held, never replaced."""
+        target = self._target()
+        with target.connect("pg_migration snapshot-check", autocommit=True) as conn:
+            run = state.get_run(conn, run_id) if state.exists(conn) else None
+        if not run or not run.get("snapshot_id"):
+            return False
+        try:
+            self.log.info("snapshot %s of this run is still held: no new holder", snap.check_alive(target, run_id))
+            return True
+        except MigrationError:
+            raise SnapshotLost(
+                f"this run's snapshot {run['snapshot_id']!r} is gone; taking a new one would mix two cuts "
+                "in one run. Trigger a new run with resume: true (verified tables are kept)."
+            ) from None
 
     def execute_complete(self, context, event=None):
         self._context = context
@@ -440,8 +458,8 @@ def worker_task(task_id: str, *, wait: bool = True, **kwargs: Any):
     }
     if wait:
         fixed.update(pool=POOL, deferrable=True, wait_for_completion=True)
-    else:
-        fixed.update(deferrable=False, wait_for_completion=False)
+    else:  # the snapshot holder: like the local `snapshot` task, no retry (a new holder = a new cut)
+        fixed.update(deferrable=False, wait_for_completion=False, retries=0)
     return FargateWorkerOperator.partial(task_id=task_id, **{**fixed, **kwargs})
 
 

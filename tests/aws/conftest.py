@@ -128,33 +128,31 @@ def aws_conn(endpoint_url: str | None = None) -> str:
     return json.dumps({"conn_type": "aws", "login": "testing", "password": "testing", "extra": extra})
 
 
-@pytest.fixture
-def aws_env(monkeypatch):
+def _aws_env(mp: pytest.MonkeyPatch) -> None:
     """Credentials that can only reach moto; the AWS connection through the environment."""
     for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(k, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_conn())
+        mp.delenv(k, raising=False)
+    mp.setenv("AWS_ACCESS_KEY_ID", "testing")
+    mp.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    mp.setenv("AWS_DEFAULT_REGION", REGION)
+    mp.setenv("AIRFLOW_CONN_AWS_DEFAULT", aws_conn())
 
 
-@pytest.fixture
-def fake_connections(monkeypatch):
+def _fake_connections(mp: pytest.MonkeyPatch) -> None:
     """Airflow connections with recognisable passwords (hosts nobody resolves: nothing connects)."""
-    monkeypatch.setenv("AIRFLOW_CONN_PG_SOURCE", f"postgresql://postgres:{SOURCE_PW}@db.source.example:5432/warehouse")
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_PG_TARGET", f"postgresql://aurora_admin:{TARGET_PW}@aurora.cluster.example:5432/warehouse"
-    )
+    mp.setenv("AIRFLOW_CONN_PG_SOURCE", f"postgresql://postgres:{SOURCE_PW}@db.source.example:5432/warehouse")
+    mp.setenv("AIRFLOW_CONN_PG_TARGET", f"postgresql://aurora_admin:{TARGET_PW}@aurora.cluster.example:5432/warehouse")
 
 
-@pytest.fixture
-def stack(aws_env, fake_connections, monkeypatch):
-    """In-process moto with the stack deployed for the fake connections; PG_MIGRATION_ECS_* set."""
+@pytest.fixture(scope="module")
+def module_stack():
+    """In-process moto with the stack deployed for the fake connections (once per module)."""
     from moto import mock_aws
 
-    with mock_aws():
-        s = deploy_stack(
+    with pytest.MonkeyPatch.context() as mp, mock_aws():
+        _aws_env(mp)
+        _fake_connections(mp)
+        yield deploy_stack(
             clients(),
             "db.source.example",
             5432,
@@ -165,10 +163,17 @@ def stack(aws_env, fake_connections, monkeypatch):
             "aurora_admin",
             TARGET_PW,
         )
-        for k, v in s.env.items():
-            monkeypatch.setenv(k, v)
-        monkeypatch.setenv("PG_MIGRATION_ECS_POLL_SECONDS", "0")
-        yield s
+
+
+@pytest.fixture
+def stack(module_stack, monkeypatch):
+    """The module's stack, with its outputs as PG_MIGRATION_ECS_* and the fake connections set."""
+    _aws_env(monkeypatch)
+    _fake_connections(monkeypatch)
+    for k, v in module_stack.env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("PG_MIGRATION_ECS_POLL_SECONDS", "0")
+    return module_stack
 
 
 @pytest.fixture

@@ -85,7 +85,9 @@ class Run:
 class FakeFargate:
     processes: list[subprocess.Popen] = []
 
-    def __init__(self, program: Program = run_worker, synchronous: bool = False):
+    def __init__(self, program: Program = run_worker, synchronous: bool | Callable[[dict[str, str]], bool] = False):
+        """``synchronous``: the container finishes inside RunTask (True, or a predicate of its env),
+        else in a thread while the task is RUNNING (the trigger then polls until STOPPED)."""
         self.program = program
         self.synchronous = synchronous
         self.runs: list[Run] = []
@@ -177,7 +179,7 @@ class FakeFargate:
             task.desired_status = "STOPPED"
             task.last_status = "STOPPED"
 
-        if self.synchronous:
+        if self.synchronous(env) if callable(self.synchronous) else self.synchronous:
             container_main()
         else:
             thread = threading.Thread(target=container_main, name=f"fargate-{task.id}", daemon=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import uuid
 from unittest import mock
 
 import pytest
@@ -20,7 +21,6 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskD
 from tests.aws.conftest import SOURCE_PW, TARGET_PW
 from tests.aws.fakes import FakeFargate, scripted
 
-RUN = "manual__2026-11-27T00:00:00+00:00"
 UNIT = {"unit_id": "sales#2", "label": "sales [2/3]", "schema": "sales", "tables": ["orders"], "bytes": 1}
 
 
@@ -29,6 +29,12 @@ def dag():
     import pg_migration_dag
 
     return pg_migration_dag.pg_migration
+
+
+@pytest.fixture
+def run():
+    """A run id of its own per test (the moto backend lives as long as the module)."""
+    return f"manual__{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture
@@ -46,18 +52,18 @@ def no_target_check(monkeypatch):
     monkeypatch.setattr(FargateWorkerOperator, "_check_recorded", lambda self: None)
 
 
-def build(dag, params, task_id="ecs.migrate_unit", phase="data", unit=UNIT):
+def build(dag, params, run, task_id="ecs.migrate_unit", phase="data", unit=UNIT):
     """The mapped instance the scheduler would run, and its ``.expand_kwargs`` input."""
     from pg_migration_support import ecs
 
     settings = ecs.resolve(params).to_dict()
-    kwargs = ecs.requests(settings, params, RUN, {"units": [unit]}, phase)
+    kwargs = ecs.requests(settings, params, run, {"units": [unit]}, phase)
     return dag.get_task(task_id).unmap(kwargs[0]), kwargs
 
 
-def context(op, params, map_index=0):
-    ti = mock.MagicMock(dag_id="pg_migration", task_id=op.task_id, run_id=RUN, map_index=map_index)
-    return {"ti": ti, "params": params, "run_id": RUN}
+def context(op, params, run, map_index=0):
+    ti = mock.MagicMock(dag_id="pg_migration", task_id=op.task_id, run_id=run, map_index=map_index)
+    return {"ti": ti, "params": params, "run_id": run}
 
 
 class Calls:
@@ -90,17 +96,17 @@ def finish(op, ctx, trigger):
     return op.execute_complete(ctx, {"status": "success", "task_arn": trigger.task_arn, "cluster": trigger.cluster})
 
 
-def test_run_task_carries_the_unit_and_no_password(dag, params, stack, fargate, no_target_check, caplog):
+def test_run_task_carries_the_unit_and_no_password(dag, run, params, stack, fargate, no_target_check, caplog):
     caplog.set_level(logging.DEBUG)
     fargate.program = scripted(0, "unit sales#2: 1 table(s) copied")
-    op, kwargs = build(dag, params)
-    ctx = context(op, params)
+    op, kwargs = build(dag, params, run)
+    ctx = context(op, params, run)
     calls, trigger = start(op, ctx)
     finish(op, ctx, trigger)
 
     (run_task,) = calls.of("RunTask")
     env = {e["name"]: e["value"] for e in run_task["overrides"]["containerOverrides"][0]["environment"]}
-    assert env["PGMIG_PHASE"] == "data" and env["PGMIG_UNIT_ID"] == "sales#2" and env["PGMIG_RUN_ID"] == RUN
+    assert env["PGMIG_PHASE"] == "data" and env["PGMIG_UNIT_ID"] == "sales#2" and env["PGMIG_RUN_ID"] == run
     assert env["PGMIG_SOURCE_HOST"] == "db.source.example" and env["PGMIG_TARGET_USER"] == "aurora_admin"
     assert not [k for k in env if "PASSWORD" in k]
     assert run_task["overrides"]["containerOverrides"][0]["name"] == stack.env["PG_MIGRATION_ECS_CONTAINER"]
@@ -115,7 +121,7 @@ def test_run_task_carries_the_unit_and_no_password(dag, params, stack, fargate, 
         }
     }
     # reattach: a deterministic startedBy per (dag, task, run, map index), the same for every try
-    assert run_task["startedBy"] == generate_uuid("pg_migration", "ecs.migrate_unit", RUN, "0")
+    assert run_task["startedBy"] == generate_uuid("pg_migration", "ecs.migrate_unit", run, "0")
     assert calls.of("ListTasks")[0]["startedBy"] == run_task["startedBy"]
     # logs: the trigger tails the stream the awslogs driver writes for this container
     assert (op.awslogs_group, op.awslogs_stream_prefix, op.container_name) == (
@@ -127,9 +133,9 @@ def test_run_task_carries_the_unit_and_no_password(dag, params, stack, fargate, 
     assert trigger.log_group == op.awslogs_group
     assert trigger.log_stream == f"pg-migration/pg-migration-worker/{task_id}"
     # the container got its passwords from the task definition's secrets, and only there
-    (run,) = fargate.runs
-    assert run.env["PGMIG_SOURCE_PASSWORD"] == SOURCE_PW and run.env["PGMIG_TARGET_PASSWORD"] == TARGET_PW
-    assert set(env.items()) <= set(run.env.items())
+    (container,) = fargate.runs
+    assert container.env["PGMIG_SOURCE_PASSWORD"] == SOURCE_PW and container.env["PGMIG_TARGET_PASSWORD"] == TARGET_PW
+    assert set(env.items()) <= set(container.env.items())
     # the mapped instance shows the unit's label
     from jinja2 import Template
 
@@ -140,21 +146,21 @@ def test_run_task_carries_the_unit_and_no_password(dag, params, stack, fargate, 
 
 
 @pytest.mark.parametrize("phase,task_id", [("pre-data", "ecs.pre_data"), ("post-data", "ecs.post_data")])
-def test_phases_run_the_same_worker(dag, params, stack, fargate, no_target_check, phase, task_id):
+def test_phases_run_the_same_worker(dag, run, params, stack, fargate, no_target_check, phase, task_id):
     fargate.program = scripted(0)
-    op, _ = build(dag, params, task_id=task_id, phase=phase)
-    ctx = context(op, params)
+    op, _ = build(dag, params, run, task_id=task_id, phase=phase)
+    ctx = context(op, params, run)
     calls, trigger = start(op, ctx)
     finish(op, ctx, trigger)
-    (run,) = fargate.runs
-    assert run.phase == phase and run.unit_id is None and run.launch_type == "FARGATE"
+    (container,) = fargate.runs
+    assert container.phase == phase and container.unit_id is None and container.launch_type == "FARGATE"
     assert op.pool == "pg_migration" and op.deferrable and op.reattach
 
 
-def test_nonzero_exit_fails_the_unit_with_the_workers_words(dag, params, stack, fargate, no_target_check):
+def test_nonzero_exit_fails_the_unit_with_the_workers_words(dag, run, params, stack, fargate, no_target_check):
     fargate.program = scripted(1, "copying sales.orders", "pg-migration: unit sales#2: COPY sales.orders: disk full")
-    op, _ = build(dag, params)
-    ctx = context(op, params)
+    op, _ = build(dag, params, run)
+    ctx = context(op, params, run)
     _, trigger = start(op, ctx)
     with pytest.raises(AirflowException) as failed:
         finish(op, ctx, trigger)
@@ -166,16 +172,16 @@ def test_nonzero_exit_fails_the_unit_with_the_workers_words(dag, params, stack, 
     assert op.retries == dag.get_task("migrate_unit").retries == 3
 
 
-def test_a_task_that_never_started_is_not_a_success(dag, params, stack, fargate, no_target_check):
+def test_a_task_that_never_started_is_not_a_success(dag, run, params, stack, fargate, no_target_check):
     fargate.program = scripted(None)
-    op, _ = build(dag, params)
-    ctx = context(op, params)
+    op, _ = build(dag, params, run)
+    ctx = context(op, params, run)
     _, trigger = start(op, ctx)
     with pytest.raises(AirflowException, match="CannotPullContainerError"):
         finish(op, ctx, trigger)
 
 
-def test_a_retry_reattaches_to_its_running_task(dag, params, stack, monkeypatch, no_target_check):
+def test_a_retry_reattaches_to_its_running_task(dag, run, params, stack, monkeypatch, no_target_check):
     release = threading.Event()
 
     def slow(env, emit):
@@ -184,42 +190,42 @@ def test_a_retry_reattaches_to_its_running_task(dag, params, stack, monkeypatch,
 
     fargate = FakeFargate(slow).install(monkeypatch)
     try:
-        first, _ = build(dag, params)
-        _, trigger1 = start(first, context(first, params))
+        first, _ = build(dag, params, run)
+        _, trigger1 = start(first, context(first, params, run))
         # the Airflow worker died; the retry (a new operator instance, same map index) finds the task
-        retry, _ = build(dag, params)
-        calls, trigger2 = start(retry, context(retry, params))
+        retry, _ = build(dag, params, run)
+        calls, trigger2 = start(retry, context(retry, params, run))
         assert trigger2.task_arn == trigger1.task_arn and not calls.of("RunTask")
         assert len(fargate.runs) == 1
         release.set()
         fargate.wait()
-        finish(retry, context(retry, params), trigger2)
+        finish(retry, context(retry, params, run), trigger2)
     finally:
         release.set()
         FakeFargate.kill_all()
 
 
-def test_a_retry_adopts_a_finished_success_but_reruns_a_failure(dag, params, stack, fargate, no_target_check):
+def test_a_retry_adopts_a_finished_success_but_reruns_a_failure(dag, run, params, stack, fargate, no_target_check):
     fargate.program = scripted(0)
-    first, _ = build(dag, params)
-    _, trigger1 = start(first, context(first, params))  # finished while Airflow lost track of it
-    retry, _ = build(dag, params)
-    calls, trigger2 = start(retry, context(retry, params))
+    first, _ = build(dag, params, run)
+    _, trigger1 = start(first, context(first, params, run))  # finished while Airflow lost track of it
+    retry, _ = build(dag, params, run)
+    calls, trigger2 = start(retry, context(retry, params, run))
     assert trigger2.task_arn == trigger1.task_arn and not calls.of("RunTask")
-    finish(retry, context(retry, params), trigger2)
+    finish(retry, context(retry, params, run), trigger2)
 
     other = dict(UNIT, unit_id="sales#3", label="sales [3/3]")
     fargate.program = scripted(1, "pg-migration: boom")
-    failed, _ = build(dag, params, unit=other)
-    start(failed, context(failed, params, map_index=1))
+    failed, _ = build(dag, params, run, unit=other)
+    start(failed, context(failed, params, run, map_index=1))
     fargate.program = scripted(0)
-    retry, _ = build(dag, params, unit=other)
-    calls, trigger = start(retry, context(retry, params, map_index=1))
+    retry, _ = build(dag, params, run, unit=other)
+    calls, trigger = start(retry, context(retry, params, run, map_index=1))
     assert len(calls.of("RunTask")) == 1 and trigger.task_arn != fargate.runs[-2].task_arn
-    finish(retry, context(retry, params, map_index=1), trigger)
+    finish(retry, context(retry, params, run, map_index=1), trigger)
 
 
-def test_exit_0_counts_only_when_the_target_records_the_unit(dag, params, stack, fargate, pair, monkeypatch):
+def test_exit_0_counts_only_when_the_target_records_the_unit(dag, run, params, stack, fargate, pair, monkeypatch):
     """ECS success is not enough: the worker records its unit as done on the target last."""
     from include.pg_migration import state
 
@@ -227,33 +233,61 @@ def test_exit_0_counts_only_when_the_target_records_the_unit(dag, params, stack,
         monkeypatch.setenv(k, v)
     with pair.target.connect(autocommit=True) as conn:
         state.ensure(conn)
-        state.start_run(conn, RUN, "pg_migration", {}, consistent=False)
-        state.save_units(conn, RUN, [UNIT])
+        state.start_run(conn, run, "pg_migration", {}, consistent=False)
+        state.save_units(conn, run, [UNIT])
     fargate.program = scripted(0)  # "succeeds" without doing anything
-    op, _ = build(dag, params)
-    ctx = context(op, params)
+    op, _ = build(dag, params, run)
+    ctx = context(op, params, run)
     _, trigger = start(op, ctx)
     with pytest.raises(AirflowException, match="exited 0 but the target records status"):
         finish(op, ctx, trigger)
     with pair.target.connect(autocommit=True) as conn:
-        state.unit_finished(conn, RUN, UNIT["unit_id"], "done", 1.0)
+        state.unit_finished(conn, run, UNIT["unit_id"], "done", 1.0)
     finish(op, ctx, trigger)
 
 
-def test_the_snapshot_holder_is_started_not_awaited(dag, stack, fargate):
+def test_the_snapshot_holder_is_started_not_awaited(dag, run, stack, fargate, monkeypatch):
     from pg_migration_support import ecs
+
+    monkeypatch.setattr(ecs.FargateWorkerOperator, "_run_has_a_cut", lambda self, run_id: False)
 
     values = dag.params.dump()
     values.update(runner="ecs", consistent=True)
     fargate.program = scripted(0)
     settings = ecs.resolve(values).to_dict()
-    (kwargs,) = ecs.requests(settings, values, RUN, {"units": []}, "snapshot")
+    (kwargs,) = ecs.requests(settings, values, run, {"units": []}, "snapshot")
     op = dag.get_task("ecs.start_snapshot_holder").unmap(kwargs)
     assert not op.deferrable and not op.wait_for_completion and op.reattach and op.pool != "pg_migration"
     assert op.awslogs_group is None  # nothing to tail: it runs until release_snapshot
     calls = Calls(op.client)
-    op.execute(context(op, values))
+    op.execute(context(op, values, run))
     (run_task,) = calls.of("RunTask")
-    assert run_task["startedBy"] == ecs.holder_started_by("pg_migration", RUN)
+    assert run_task["startedBy"] == ecs.holder_started_by("pg_migration", run)
     assert fargate.runs[0].phase == "snapshot"
-    assert ecs.requests(settings, dict(values, consistent=False), RUN, {"units": []}, "snapshot") == []
+    assert ecs.requests(settings, dict(values, consistent=False), run, {"units": []}, "snapshot") == []
+
+
+def test_a_rerun_holder_start_never_replaces_the_runs_cut(dag, run, stack, fargate, pair, monkeypatch):
+    from pg_migration_support import ecs
+
+    from include.pg_migration import state
+    from include.pg_migration.errors import SnapshotLost
+
+    for k, v in pair.airflow_env().items():
+        monkeypatch.setenv(k, v)
+    values = dict(dag.params.dump(), runner="ecs", consistent=True)
+    (kwargs,) = ecs.requests(ecs.resolve(values).to_dict(), values, run, {"units": []}, "snapshot")
+    op = dag.get_task("ecs.start_snapshot_holder").unmap(kwargs)
+    with pair.target.connect(autocommit=True) as conn:
+        state.ensure(conn)
+        state.start_run(conn, run, "pg_migration", {}, consistent=True)
+        conn.execute(
+            state.q("UPDATE {s}.runs SET snapshot_id = 'cut-1', holder_heartbeat = now() WHERE run_id = %s"), (run,)
+        )
+    op.execute(context(op, values, run))  # the cut is held: no second holder
+    assert fargate.runs == []
+    with pair.target.connect(autocommit=True) as conn:
+        state.set_run(conn, run, snapshot_released_at=conn.execute("SELECT now()").fetchone()[0])
+    with pytest.raises(SnapshotLost, match="would mix two cuts"):
+        op.execute(context(op, values, run))
+    assert fargate.runs == []
