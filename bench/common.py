@@ -439,7 +439,7 @@ class CpuAccount:
             return "pg_migration worker" if self._mine(p) else "other"
         if name in ("pg_dump", "pg_restore", "pgcopydb", "psql"):
             return "pg tools" if self._mine(p) else "other"
-        if "bench/run.py" in cmd or "validate_step.py" in cmd:
+        if any(f in cmd for f in ("bench/run.py", "validate_step.py", "copy_variants.py", "datapath.py")):
             return "bench"
         if "airflow" in cmd:
             return "airflow (the benchmark's stack)" if self._mine(p) else "other"
@@ -494,7 +494,9 @@ def wait_for_quiet(max_wait_s: float, busy_limit: float = 0.25, window_s: float 
 
 
 ACTIVITY = """
-SELECT datname, state, coalesce(wait_event_type || ':' || wait_event, 'CPU') AS wait, left(query, 60) AS query
+SELECT datname, state, coalesce(wait_event_type || ':' || wait_event, 'CPU') AS wait,
+       left(query, 60)
+       || CASE WHEN query ~* '^[[:space:]]*COPY' AND query ~* 'FROM[[:space:]]+STDIN' THEN ' FROM STDIN' ELSE '' END
   FROM pg_catalog.pg_stat_activity
  WHERE datname = ANY(%s) AND pid <> pg_catalog.pg_backend_pid() AND backend_type = 'client backend'
 """
