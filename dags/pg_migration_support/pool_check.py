@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib import error, parse, request
 
@@ -54,8 +54,8 @@ class ApiAccess:
 
     base_url: str
     login: str | None = None
-    password: str | None = None
-    token: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
     source: str = "configuration"
 
     def describe(self) -> str:

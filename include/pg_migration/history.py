@@ -17,7 +17,8 @@ Prediction model (documented in docs/operations.md): every unit occupies one poo
 ``bytes / rate``; ``rate`` is the schema's own throughput in the most recent finished run that
 copied it (bytes over the sum of its units' seconds: so per-table overheads, index builds and
 the machine's real speed are in it), else the mean throughput per slot of the recent runs, else
-(no history) the bandwidth shared by the slots (``bandwidth / pool_size``). Units are placed
+(no history) the bandwidth shared by the units running at once (``bandwidth / min(pool_size,
+units)``: a slightly pessimistic fluid model, since a unit that finishes early frees its share). Units are placed
 largest first on the least loaded slot (the order the pool takes them), and the makespan is at
 least ``total bytes / bandwidth``: all slots share the network between source and workers.
 """
@@ -145,7 +146,8 @@ def forecast(
     pool = max(1, int(pool_size or 1))
     measured = throughput(base, dag_ids)
     slot_rate = measured["slot_bytes_per_s"]
-    shared = bandwidth / pool
+    # no measurement: the link is shared by the units running at once
+    shared = bandwidth / max(1, min(pool, len(units)))
     durations, basis_per_unit = [], {}
     for u in units:
         rate = measured["schemas"].get(u["schema"])
@@ -166,7 +168,10 @@ def forecast(
     if measured["runs"]:
         basis = f"measured throughput of {len(measured['runs'])} earlier run(s): {', '.join(measured['runs'])}"
     else:
-        basis = f"sizes and the bandwidth ({bandwidth / 1e6:g} MB/s shared by {pool} slot(s)): no earlier run finished"
+        basis = (
+            f"sizes and the bandwidth ({bandwidth / 1e6:g} MB/s shared by the units running at once): "
+            "no earlier run finished"
+        )
     sizes = []
     by_schema_units: dict[str, int] = {}
     for u in units:
