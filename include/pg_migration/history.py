@@ -389,6 +389,10 @@ def chart_svg(
         color = "#009E73" if t <= window_s else "#D55E00"
         parts.append(f'<rect x="{bx:.1f}" y="{top + plot_h - bh:.1f}" width="{bar_w:.1f}" height="{bh:.1f}" '
                      f'fill="{color}"><title>{_human(t)}</title></rect>')
+        parts.append(f'<text x="{bx + bar_w / 2:.1f}" y="{top + plot_h - bh - 4:.1f}" text-anchor="middle">'
+                     f"{t / window_s:.0%}</text>")
+        label = "this run" if i == n - 1 else f"-{n - 1 - i}"
+        parts.append(f'<text x="{bx + bar_w / 2:.1f}" y="{h - bottom + 16}" text-anchor="middle">{label}</text>')
     wy = top + plot_h * (1 - window_s / tmax)
     parts.append(f'<line x1="{x0}" y1="{wy:.1f}" x2="{x1}" y2="{wy:.1f}" stroke="#000" stroke-dasharray="4 3"/>')
     parts.append(f'<text x="{x1}" y="{wy - 4:.1f}" text-anchor="end">window</text>')

@@ -40,49 +40,61 @@ GOOD = {
 }
 
 PROBE = textwrap.dedent("""
-    import copy, json, sys
+    import copy, json, os, sys
     from airflow.dag_processing.dagbag import DagBag
     from airflow.serialization.encoders import coerce_to_core_timetable
-    from airflow.timetables.base import DataInterval, TimeRestriction
+    from airflow.timetables.base import TimeRestriction
     import pendulum
 
     cases = json.loads(sys.argv[2])
-    bag = DagBag(dag_folder=sys.argv[1])
-    out = {"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": {}}
-    for dag_id in ("pg_migration", "pg_migration_rehearsal"):
-        dag = bag.dags[dag_id]
-        results = {}
-        for name, conf in cases.items():
-            params = copy.deepcopy(dag.params)
-            try:
-                for k, v in conf.items():
-                    params[k] = v          # a Param validates on assignment too
-                params.validate()
-                results[name] = None
-            except Exception as exc:
-                results[name] = f"{type(exc).__name__}: {exc}"
-        form = {k: {"title": p.schema.get("title"), "description": p.description or p.schema.get("description"),
-                    "type": p.schema.get("type")} for k, p in dag.params.items()}
-        info = {"results": results, "form": form, "max_active_runs": dag.max_active_runs, "catchup": dag.catchup,
-                "target_conn_id": dag.params["target_conn_id"], "timetable": type(dag.timetable).__name__}
-        if dag_id == "pg_migration_rehearsal":
-            tt = coerce_to_core_timetable(dag.timetable)
-            start = pendulum.datetime(2026, 3, 16, tz="UTC")
-            runs, last = [], None
-            for _ in range(4):
-                nxt = tt.next_dagrun_info(last_automated_data_interval=last,
-                                          restriction=TimeRestriction(earliest=start, latest=None, catchup=True))
-                runs.append(nxt.run_after.isoformat())
-                last = nxt.data_interval
-            info["runs"] = runs
-            info["expression"] = dag.timetable.expression
-            info["timezone"] = str(getattr(dag.timetable.timezone, "name", dag.timetable.timezone))
-        out["dags"][dag_id] = info
+    variants = json.loads(sys.argv[3])
+    out = {}
+    for variant, env in variants.items():   # the DAG files read the environment when parsed
+        for k in ("PG_MIGRATION_REHEARSAL_TZ", "PG_MIGRATION_REHEARSAL_CRON"):
+            os.environ.pop(k, None)
+        os.environ.update(env)
+        bag = DagBag(dag_folder=sys.argv[1])
+        got = out[variant] = {"errors": {k: str(v) for k, v in bag.import_errors.items()}, "dags": {}}
+        for dag_id in ("pg_migration", "pg_migration_rehearsal"):
+            dag = bag.dags[dag_id]
+            results = {}
+            for name, conf in (cases.items() if variant == "paris" else ()):
+                params = copy.deepcopy(dag.params)
+                try:
+                    for k, v in conf.items():
+                        params[k] = v          # a Param validates on assignment too
+                    params.validate()
+                    results[name] = None
+                except Exception as exc:
+                    results[name] = f"{type(exc).__name__}: {exc}"
+            form = {k: {"title": p.schema.get("title"), "description": p.description or p.schema.get("description"),
+                        "type": p.schema.get("type")} for k, p in dag.params.items()}
+            info = {"results": results, "form": form, "max_active_runs": dag.max_active_runs, "catchup": dag.catchup,
+                    "target_conn_id": dag.params["target_conn_id"], "timetable": type(dag.timetable).__name__}
+            if dag_id == "pg_migration_rehearsal":
+                tt = coerce_to_core_timetable(dag.timetable)
+                start = pendulum.datetime(2026, 3, 16, tz="UTC")
+                runs, last = [], None
+                for _ in range(4):
+                    nxt = tt.next_dagrun_info(last_automated_data_interval=last,
+                                              restriction=TimeRestriction(earliest=start, latest=None, catchup=True))
+                    runs.append(nxt.run_after.isoformat())
+                    last = nxt.data_interval
+                info["runs"] = runs
+                info["expression"] = dag.timetable.expression
+                info["timezone"] = str(getattr(dag.timetable.timezone, "name", dag.timetable.timezone))
+            got["dags"][dag_id] = info
     print(json.dumps(out))
 """)
 
+VARIANTS = {
+    "paris": {"PG_MIGRATION_REHEARSAL_TZ": "Europe/Paris"},
+    "new_york": {"PG_MIGRATION_REHEARSAL_TZ": "America/New_York", "PG_MIGRATION_REHEARSAL_CRON": "30 2 * * 0"},
+    "default": {},
+}
 
-def parse(extra_env: dict[str, str], cases: dict) -> dict:
+
+def parse(cases: dict) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PG_MIGRATION_REHEARSAL"))}
     env.update({
         "PYTHONPATH": f"{REPO}:{DAGS}",
@@ -90,17 +102,21 @@ def parse(extra_env: dict[str, str], cases: dict) -> dict:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
         "AIRFLOW_HOME": "/tmp/pg-migration-dagbag-test",
-        **extra_env,
     })
-    proc = subprocess.run([sys.executable, "-c", PROBE, str(DAGS), json.dumps(cases)], env=env,
+    proc = subprocess.run([sys.executable, "-c", PROBE, str(DAGS), json.dumps(cases), json.dumps(VARIANTS)], env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
-def paris() -> dict:
-    return parse({"PG_MIGRATION_REHEARSAL_TZ": "Europe/Paris"}, {**BAD, **GOOD})
+def parsed() -> dict:
+    return parse({**BAD, **GOOD})
+
+
+@pytest.fixture(scope="module")
+def paris(parsed) -> dict:
+    return parsed["paris"]
 
 
 def test_params_reject_bad_input_and_accept_a_full_form(paris):
@@ -138,11 +154,11 @@ def test_rehearsal_runs_saturdays_at_one_in_its_time_zone(paris):
     ]
 
 
-def test_rehearsal_time_zone_and_cron_come_from_the_environment():
-    out = parse({"PG_MIGRATION_REHEARSAL_TZ": "America/New_York", "PG_MIGRATION_REHEARSAL_CRON": "30 2 * * 0"}, {})
-    dag = out["dags"]["pg_migration_rehearsal"]
+def test_rehearsal_time_zone_and_cron_come_from_the_environment(parsed):
+    assert all(v["errors"] == {} for v in parsed.values())
+    dag = parsed["new_york"]["dags"]["pg_migration_rehearsal"]
     assert (dag["expression"], dag["timezone"]) == ("30 2 * * 0", "America/New_York")
     assert dag["runs"][0] == "2026-03-22T06:30:00+00:00"  # Sunday 02:30 EDT
-    default = parse({}, {})["dags"]["pg_migration_rehearsal"]
+    default = parsed["default"]["dags"]["pg_migration_rehearsal"]
     assert (default["expression"], default["timezone"]) == ("0 1 * * 6", "UTC")
     assert default["runs"][0] == "2026-03-21T01:00:00+00:00"
