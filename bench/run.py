@@ -439,7 +439,11 @@ class Bench:
         checkpoint(source, target)
         log(f"row {name}: validate_schema(mode={mode}) per schema, {self.args.jobs} at a time")
         started = time.monotonic()
-        with RssSampler(lambda p: "validation") as rss:
+        postmasters = {postmaster_pid(source): "source", postmaster_pid(target): "target"}
+        with (
+            CpuAccount({k: v for k, v in postmasters.items() if k}, interval=1.0) as cpu,
+            RssSampler(lambda p: "validation") as rss,
+        ):
             proc = subprocess.Popen(
                 [sys.executable, str(Path(__file__).with_name("validate_step.py")), mode, str(self.args.jobs)],
                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -455,6 +459,7 @@ class Bench:
             row.update({
                 "wall_s": wall,
                 "rss": rss.summary(),
+                "where_time_goes": cpu.summary(),
                 "verified": not mismatches,
                 "detail": {"in_process_s": round(data["wall_s"], 2), "mismatches": mismatches,
                            "schemas": {s: v["seconds"] for s, v in data["schemas"].items()}},
@@ -593,7 +598,7 @@ def table(data: dict[str, Any]) -> str:
         if not w:
             continue
         cpu = ", ".join(f"{k} {v}" for k, v in list(w["cpu_s_by_kind"].items())[:7])
-        act = ", ".join(f"{k} {v}" for k, v in list(w["active_session_s_by_statement"].items())[:6])
+        act = ", ".join(f"{k} {v}" for k, v in list(w.get("active_session_s_by_statement", {}).items())[:6]) or "–"
         lines.append(f"- {name}: machine {w['machine_cpu_s']} of {w['machine_cpu_capacity_s']} CPU-s: {cpu}. "
                      f"Sessions: {act}")
     if diag.get("wall_s"):
