@@ -205,8 +205,9 @@ def update(conn: psycopg.Connection, run_id: str, **values: Any) -> None:
 def merge_detail(conn: psycopg.Connection, run_id: str, **values: Any) -> None:
     """Add keys to a replication row's ``detail`` (other keys are kept)."""
     with conn.transaction():
-        conn.execute(state.q("UPDATE {s}.replication SET detail = detail || %s WHERE run_id = %s"),
-                     (Jsonb(values), run_id))
+        conn.execute(
+            state.q("UPDATE {s}.replication SET detail = detail || %s WHERE run_id = %s"), (Jsonb(values), run_id)
+        )
 
 
 def _now(conn: psycopg.Connection) -> dt.datetime:
@@ -257,8 +258,9 @@ def register_from_run(target: Endpoint, run_id: str, source: Endpoint) -> dict[s
         raise ConfigError(f"run {run_id!r} is not registered on the target (the plan task registers it)")
     if mode_of(run["params"]) != "replicate":
         raise ConfigError(f"run {run_id!r} is not in replicate mode")
-    return register(target, run_id, run["dag_id"], source, run["plan"],
-                    bool(run["params"].get("replica_identity_full")))
+    return register(
+        target, run_id, run["dag_id"], source, run["plan"], bool(run["params"].get("replica_identity_full"))
+    )
 
 
 # -- checks ----------------------------------------------------------------------------------------
@@ -725,11 +727,11 @@ def subscribe(target: Endpoint, run_id: str, publisher: Endpoint, app: str = "pg
 
 SLOT_STATUS = """
 SELECT s.active, s.active_pid, s.wal_status, s.safe_wal_size,
-       pg_catalog.pg_current_wal_lsn()::text AS current_lsn,
+       pg_catalog.pg_current_wal_insert_lsn()::text AS current_lsn,
        s.confirmed_flush_lsn::text AS confirmed_lsn,
        s.restart_lsn::text AS restart_lsn,
-       pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint AS lag_bytes,
-       pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), s.restart_lsn)::bigint AS retained_bytes,
+       pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_insert_lsn(), s.confirmed_flush_lsn)::bigint AS lag_bytes,
+       pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_insert_lsn(), s.restart_lsn)::bigint AS retained_bytes,
        (SELECT extract(epoch FROM r.replay_lag)::float8 FROM pg_catalog.pg_stat_replication r
          WHERE r.pid = s.active_pid) AS replay_lag_s
   FROM pg_catalog.pg_replication_slots s WHERE s.slot_name = %s
@@ -786,7 +788,7 @@ def lag(source: Endpoint, target: Endpoint, run_id: str) -> dict[str, Any]:
         sub = subscription_status(tgt, rep["subscription"])
     out: dict[str, Any] = {
         "run_id": run_id,
-        "status": rep["status"],
+        "replication_status": rep["status"],
         "slot": rep["slot"],
         "publication": rep["publication"],
         "subscription": rep["subscription"],
@@ -822,6 +824,17 @@ def describe_lag(status: dict[str, Any]) -> str:
     return text
 
 
+#: How far the slot's confirmed position is behind ``upto`` and ``upto``'s offset in its WAL page.
+#: Positions are WAL *insert* positions: with asynchronous commit, ``pg_current_wal_lsn()`` (the
+#: write position) can be behind a commit that already happened.
+CAUGHT_UP = """
+SELECT pg_catalog.pg_wal_lsn_diff(%(upto)s::pg_lsn, confirmed_flush_lsn)::bigint,
+       (pg_catalog.pg_wal_lsn_diff(%(upto)s::pg_lsn, '0/0') %% current_setting('wal_block_size')::numeric)::int
+  FROM pg_catalog.pg_replication_slots WHERE slot_name = %(slot)s
+"""
+MAX_PAGE_HEADER = 40  # SizeOfXLogLongPHD (a segment's first page); other pages: 24
+
+
 def wait_caught_up(
     source: Endpoint,
     target: Endpoint,
@@ -845,18 +858,16 @@ def wait_caught_up(
             raise MigrationError(f"run {run_id!r} has no replication")
     with source.connect("pg_migration catch-up", autocommit=True) as src:
         if upto_lsn is None:
-            upto_lsn = str(src.execute("SELECT pg_catalog.pg_current_wal_lsn()").fetchone()[0])
+            upto_lsn = str(src.execute("SELECT pg_catalog.pg_current_wal_insert_lsn()").fetchone()[0])
         while True:
-            row = src.execute(
-                """SELECT pg_catalog.pg_wal_lsn_diff(%s::pg_lsn, confirmed_flush_lsn)::bigint
-                     FROM pg_catalog.pg_replication_slots WHERE slot_name = %s""",
-                (upto_lsn, rep["slot"]),
-            ).fetchone()
+            row = src.execute(CAUGHT_UP, {"upto": upto_lsn, "slot": rep["slot"]}).fetchone()
             if row is None:
                 raise MigrationError(f"slot {rep['slot']} of run {run_id!r} no longer exists on the source")
-            behind = row[0]
+            behind, page_offset = row
             elapsed = time.monotonic() - started
-            if behind is not None and behind <= 0:
+            # An insert position right at a page start points past the page header, where no record
+            # ends: a slot confirmed at the page boundary has everything before it.
+            if behind is not None and (behind <= 0 or (page_offset <= MAX_PAGE_HEADER and behind <= page_offset)):
                 status = lag(source, target, run_id)
                 logger.info("caught up with %s in %.1f s: %s", upto_lsn, elapsed, describe_lag(status))
                 return {"caught_up": True, "seconds": round(elapsed, 3), "upto_lsn": upto_lsn, **status}
@@ -891,7 +902,7 @@ def record_replication_phase(target: Endpoint, run_id: str, status: dict[str, An
     """The run's ``replication`` phase (read by the report): lag, retained WAL, a standing warning."""
     warnings = []
     slot = status.get("slot_status") or {}
-    if status.get("status") == "streaming" and slot:
+    if status.get("replication_status") == "streaming" and slot:
         warnings.append(
             f"streaming into the target: {describe_lag(status)}; it retains WAL on the source until "
             "pg_migration_cutover (go-live) or pg_migration_abort"
@@ -1136,7 +1147,10 @@ def cleanup_run(source: Endpoint | None, target: Endpoint, run_id: str, logger: 
     result = drop_all(source, target, run_id, status="failed", logger=logger)
     try:
         record_replication_phase(
-            target, run_id, {"status": "failed", "slot": rep["slot"]}, {"drop": result, "failures": result["errors"]}
+            target,
+            run_id,
+            {"replication_status": "failed", "slot": rep["slot"]},
+            {"drop": result, "failures": result["errors"]},
         )
     except Exception as exc:  # noqa: BLE001 - the drop itself is what matters
         logger.warning("cannot record the replication phase: %s", exc)
@@ -1258,7 +1272,7 @@ def cutover_stop_writes(
         while True:
             rows = writers(src)
             if not rows:
-                stop_lsn, at = src.execute("SELECT pg_catalog.pg_current_wal_lsn()::text, now()").fetchone()
+                stop_lsn, at = src.execute("SELECT pg_catalog.pg_current_wal_insert_lsn()::text, now()").fetchone()
                 break
             if time.monotonic() - started > timeout_s:
                 raise MigrationError(
@@ -1327,7 +1341,7 @@ def cutover_confirm_quiet(
     with source_admin(source, "pg_migration cutover") as src:
         while True:
             windows += 1
-            lsn0, window_start = src.execute("SELECT pg_catalog.pg_current_wal_lsn()::text, now()").fetchone()
+            lsn0, window_start = src.execute("SELECT pg_catalog.pg_current_wal_insert_lsn()::text, now()").fetchone()
             first = wait_caught_up(source, target, run_id, upto_lsn=lsn0, timeout_s=lag_timeout_s, logger=logger)
             if not first["caught_up"]:
                 raise MigrationError(f"the target did not catch up within {lag_timeout_s:.0f} s: {describe_lag(first)}")
@@ -1338,7 +1352,7 @@ def cutover_confirm_quiet(
             while time.monotonic() < end:
                 seen += writers(src)
                 time.sleep(0.2)
-            lsn1 = str(src.execute("SELECT pg_catalog.pg_current_wal_lsn()").fetchone()[0])
+            lsn1 = str(src.execute("SELECT pg_catalog.pg_current_wal_insert_lsn()").fetchone()[0])
             last = wait_caught_up(source, target, run_id, upto_lsn=lsn1, timeout_s=lag_timeout_s, logger=logger)
             if not last["caught_up"]:
                 raise MigrationError(f"the target did not catch up within {lag_timeout_s:.0f} s: {describe_lag(last)}")

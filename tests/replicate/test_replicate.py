@@ -252,8 +252,9 @@ def test_abort_drops_everything_and_gives_the_source_back(rpair, tmp_path):
     run.finish()
     with p.source_su() as src:
         src.execute("INSERT INTO docs.audit_log VALUES (now(), 'late', 'streamed')")
-    replicate.wait_caught_up(p.source, p.target, rid, timeout_s=30)
-    with p.target_su() as tgt:
+    caught = replicate.wait_caught_up(p.source, p.target, rid, timeout_s=30)
+    assert caught["caught_up"]
+    with p.target_su() as tgt:  # asynchronous commit on these servers: "now" is the WAL insert position
         assert tgt.execute("SELECT count(*) FROM docs.audit_log WHERE who = 'late'").fetchone()[0] == 1
     # another run into this target is refused while the replication lives
     findings = replicate.check(None, p.target, ["docs"], {"mode": "snapshot"}, "another run")
