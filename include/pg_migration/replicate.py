@@ -551,6 +551,9 @@ def prepare_publication(source: Endpoint, target: Endpoint, run_id: str, app: st
         rep = get(tgt, run_id)
         if rep is None:
             raise ConfigError(f"run {run_id!r} is not registered for replication")
+        if rep["consistent_lsn"] is not None:  # the slot exists: its publication must stay as it was
+            log.info("publication %s kept: the run's slot already exists", rep["publication"])
+            return {"publication": rep["publication"], "tables": len(rep["tables"]), "identity_full": []}
         tables = [tuple(t) for t in rep["tables"]]
         with source_admin(source, app) as src:
             with src.cursor(row_factory=dict_row) as cur:
@@ -1662,6 +1665,13 @@ def cutover_report(
     return data
 
 
+def _lo_text(c: dict[str, Any]) -> str:
+    lo = c.get("large_objects")
+    if not lo:
+        return "not checked"
+    return f"{lo['checked']} checked, {len(lo['copied'])} re-copied, {len(lo['unlinked'])} unlinked"
+
+
 def cutover_markdown(data: dict[str, Any]) -> str:
     """The cut-over section appended to report.md."""
     c = data.get("cutover") or {}
@@ -1677,8 +1687,8 @@ def cutover_markdown(data: dict[str, Any]) -> str:
         else "- downtime: not measured (not validated)",
         f"- replicate run `{c['replicate_run_id']}`: subscription `{c['subscription']}`, slot `{c['slot']}`, "
         f"publication `{c['publication']}`: {'dropped' if c['replication_dropped'] else 'KEPT (still streaming)'}",
-        f"- caught up at {c['caught_up_at']}; {c['sequences']} sequence(s) set; large objects "
-        f"{c.get('large_objects')}; materialized views refreshed: {', '.join(c.get('matviews') or []) or 'none'}",
+        f"- caught up at {c['caught_up_at']}; {c['sequences']} sequence(s) set; large objects: {_lo_text(c)}; "
+        f"materialized views refreshed: {', '.join(c.get('matviews') or []) or 'none'}",
         f"- source made read-only by the cut-over: {'yes' if c['read_only_source'] else 'no'}",
     ]
     drop = c.get("drop") or {}

@@ -259,6 +259,16 @@ def test_abort_drops_everything_and_gives_the_source_back(rpair, tmp_path):
     # another run into this target is refused while the replication lives
     findings = replicate.check(None, p.target, ["docs"], {"mode": "snapshot"}, "another run")
     assert any(f["verdict"] == "blocking" and rid in f["detail"] for f in findings)
+    # DDL on the source after the cut is not replicated: the cut-over fails naming it, keeps streaming
+    with p.source_su() as src:
+        src.execute("ALTER TABLE docs.documents ADD COLUMN extra int")
+    failed = run.cutover(quiet_s=0.5, writes_timeout_s=20, lag_timeout_s=30)
+    assert failed["verdict"] == "failed"
+    assert any("documents.extra missing on the target" in f for f in failed["failures"]), failed["failures"]
+    assert not failed["cutover"]["replication_dropped"]
+    with p.target_su() as tgt:
+        assert replicate.get(tgt, rid)["status"] == "streaming"
+        assert tgt.execute("SELECT count(*) FROM _pg_migration.guard").fetchone()[0] == 0
     result = run.abort()
     assert result["errors"] == [] and result["aborted"] == [rid]
     assert result["results"][0]["retained_wal_bytes"] is not None
