@@ -11,7 +11,8 @@ whether it fits the downtime window.
 * **Schedule**: `$PG_MIGRATION_REHEARSAL_CRON` (default `0 1 * * 6`) in the time zone
   `$PG_MIGRATION_REHEARSAL_TZ` (default `UTC`; an IANA name such as `Europe/Paris`; daylight saving
   time is followed), read when the DAG file is parsed. No catch-up (a missed weekend is not re-run),
-  one run at a time.
+  one run at a time. **Deployed paused**: unpause it when rehearsals should start (Airflow then
+  starts the most recent missed Saturday at once: unpause it on a Saturday, or expect that run).
 * **Report**: besides the usual report, the rehearsal compares itself with the earlier rehearsals
   (per-schema duration table, `rehearsal.svg` chart next to `report.md`) and states whether the
   whole migration fits `$PG_MIGRATION_DOWNTIME_WINDOW_H` hours (default 24). The history behind it
@@ -83,3 +84,7 @@ pg_migration_rehearsal = _factory()(
     doc_md=__doc__,
     tags=("pg-migration", "rehearsal"),
 )
+# Deployed paused, whatever [core] dags_are_paused_at_creation says: with catchup=False Airflow
+# starts the most recent missed slot as soon as a DAG is unpaused, so a DAG that arrives unpaused
+# on a Wednesday would rehearse at once. Unpausing is a decision (docs/operations.md).
+pg_migration_rehearsal.is_paused_upon_creation = True

@@ -30,7 +30,10 @@ tables without a primary key  listed (counts and checksums still validate them)
 large objects                 count and size (copied database-wide by one task)
 source/target connections     free sessions (server, database and role limits) for the pool size
 target schemas                selected schemas already holding objects on the target
-dependencies                  objects depending on schemas outside the selection (blocking)
+dependencies                  foreign keys and inheritance reaching schemas outside the selection (blocking)
+cross-schema references       triggers, defaults, views, constraints, column types, functions using functions,
+                              types or relations of schemas outside the selection: blocking when the
+                              target lacks them (schemas migrated in waves: found there, ok)
 ============================  ====================================================================
 
 The pool check (``pg_migration pool``) needs Airflow and lives in ``dags/pg_migration_support/pool_check.py``.
@@ -49,7 +52,7 @@ from typing import Any
 
 import psycopg
 
-from include.pg_migration import catalog, pgtools
+from include.pg_migration import STATE_SCHEMA, catalog, pgtools
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import MigrationError
 
@@ -267,6 +270,75 @@ SELECT kind, pg_catalog.encode(pg_catalog.convert_to(object, 'SQL_ASCII'), 'esca
  ORDER BY 1, 2
 """
 
+#: Objects of the selected schemas (triggers, defaults, views, constraints, columns' types, functions...)
+#: that use functions, types or relations of user schemas outside the selection. Foreign keys and
+#: inheritance are the inventory's ``dependencies`` finding; extension members are the extensions'.
+CROSS_SCHEMA = """
+WITH sel AS (SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = ANY(%(schemas)s)),
+other AS (SELECT oid FROM pg_catalog.pg_namespace
+           WHERE NOT nspname = ANY(%(schemas)s) AND nspname NOT IN ('pg_catalog', 'information_schema', %(state)s)
+             AND nspname !~ '^pg_'),
+refs AS (
+    SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass AS cls, p.oid FROM pg_catalog.pg_proc p
+     WHERE p.pronamespace IN (SELECT oid FROM other)
+    UNION ALL
+    SELECT 'pg_catalog.pg_type'::pg_catalog.regclass, t.oid FROM pg_catalog.pg_type t
+     WHERE t.typnamespace IN (SELECT oid FROM other)
+    UNION ALL
+    SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, c.oid FROM pg_catalog.pg_class c
+     WHERE c.relnamespace IN (SELECT oid FROM other)
+    UNION ALL
+    SELECT 'pg_catalog.pg_collation'::pg_catalog.regclass, co.oid FROM pg_catalog.pg_collation co
+     WHERE co.collnamespace IN (SELECT oid FROM other)
+),
+deps AS (
+    SELECT d.*,
+           CASE d.classid
+             WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN
+               (SELECT relnamespace FROM pg_catalog.pg_class WHERE oid = d.objid)
+             WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN
+               (SELECT pronamespace FROM pg_catalog.pg_proc WHERE oid = d.objid)
+             WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN
+               (SELECT typnamespace FROM pg_catalog.pg_type WHERE oid = d.objid)
+             WHEN 'pg_catalog.pg_constraint'::pg_catalog.regclass THEN
+               (SELECT connamespace FROM pg_catalog.pg_constraint WHERE oid = d.objid)
+             WHEN 'pg_catalog.pg_trigger'::pg_catalog.regclass THEN
+               (SELECT c.relnamespace FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+                 WHERE t.oid = d.objid)
+             WHEN 'pg_catalog.pg_rewrite'::pg_catalog.regclass THEN
+               (SELECT c.relnamespace FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
+                 WHERE r.oid = d.objid)
+             WHEN 'pg_catalog.pg_attrdef'::pg_catalog.regclass THEN
+               (SELECT c.relnamespace FROM pg_catalog.pg_attrdef a JOIN pg_catalog.pg_class c ON c.oid = a.adrelid
+                 WHERE a.oid = d.objid)
+             WHEN 'pg_catalog.pg_policy'::pg_catalog.regclass THEN
+               (SELECT c.relnamespace FROM pg_catalog.pg_policy p JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+                 WHERE p.oid = d.objid)
+           END AS owner_ns
+      FROM refs JOIN pg_catalog.pg_depend d
+        ON d.refclassid = refs.cls AND d.refobjid = refs.oid AND d.deptype IN ('n', 'a')
+     WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e
+                        WHERE e.classid = d.refclassid AND e.objid = d.refobjid AND e.deptype = 'e')
+)
+SELECT DISTINCT o.type, o.identity, r.type, r.identity
+  FROM deps d
+  CROSS JOIN LATERAL pg_catalog.pg_identify_object(d.classid, d.objid, d.objsubid) o
+  CROSS JOIN LATERAL pg_catalog.pg_identify_object(d.refclassid, d.refobjid, 0) r
+ WHERE d.owner_ns IN (SELECT oid FROM sel)
+   AND NOT (o.type = 'table' AND r.type = 'table')                          -- inheritance: 'dependencies'
+   AND NOT (o.type = 'table constraint' AND r.type IN ('table', 'index'))  -- foreign keys: 'dependencies'
+   AND NOT (o.type = 'type' AND r.type = 'table')                           -- a table's row type
+ ORDER BY 4, 2
+"""
+
+#: How the target is asked whether a referenced object exists, by pg_identify_object type.
+REGLOOKUP = {
+    "function": "to_regprocedure", "aggregate": "to_regprocedure", "procedure": "to_regprocedure",
+    "type": "to_regtype", "domain": "to_regtype", "table": "to_regclass", "view": "to_regclass",
+    "materialized view": "to_regclass", "sequence": "to_regclass", "index": "to_regclass",
+    "foreign table": "to_regclass", "collation": "to_regcollation",
+}
+
 #: Sessions one unit opens at most (source: admin + copy; target: control + load + index builder).
 SESSIONS_PER_UNIT = {"source": 2, "target": 3}
 
@@ -295,6 +367,7 @@ def run(source: Endpoint, target: Endpoint, inventory: dict[str, Any], params: d
             out += _encodings(src, tgt, source, schemas, params)
             out += _collations(src, tgt, schemas)
             out += _extensions(src, tgt)
+            out += _cross_schema(src, tgt, schemas)
             out += _roles(src, tgt, schemas, params)
             out += _tablespaces(src, schemas)
             out += _foreign_tables(src, tgt, schemas)
@@ -711,6 +784,42 @@ def _target_schemas(tgt: psycopg.Connection, schemas: list[str], params: dict[st
             )
         ]
     return [finding("target schemas", "ok", "none of the selected schemas holds objects on the target")]
+
+
+def _cross_schema(src: psycopg.Connection, tgt: psycopg.Connection, schemas: list[str]) -> list[dict[str, str]]:
+    """Triggers, defaults, views, constraints, column types... using objects of unselected schemas."""
+    rows = src.execute(CROSS_SCHEMA, {"schemas": schemas, "state": STATE_SCHEMA}).fetchall()
+    if not rows:
+        return [finding("cross-schema references", "ok", "nothing uses functions, types or relations of other schemas")]
+    present: dict[str, bool] = {}
+    for _, _, rtype, ridentity in rows:
+        if ridentity in present:
+            continue
+        lookup = REGLOOKUP.get(rtype)
+        if lookup is None:
+            present[ridentity] = False
+            continue
+        try:
+            with tgt.transaction():
+                query = f"SELECT pg_catalog.{lookup}(%s) IS NOT NULL"
+                present[ridentity] = tgt.execute(query, (ridentity,)).fetchone()[0]
+        except psycopg.Error:
+            present[ridentity] = False
+    missing = [f"{otype} {oid} uses {rtype} {rid}" for otype, oid, rtype, rid in rows if not present[rid]]
+    found = sorted({f"{rtype} {rid}" for _, _, rtype, rid in rows if present[rid]})
+    if missing:
+        outside = sorted({rid.split(".")[0] for _, _, _, rid in rows if not present[rid]})
+        return [
+            finding(
+                "cross-schema references",
+                "blocking",
+                f"objects use objects of schemas outside the selection that the target lacks: {_names(missing)} "
+                f"(add schema(s) {', '.join(outside)} to the selection, or migrate them first)",
+            )
+        ]
+    return [
+        finding("cross-schema references", "ok", f"used from other schemas, present on the target: {_names(found)}")
+    ]
 
 
 # -- from the inventory ---------------------------------------------------------------------------------

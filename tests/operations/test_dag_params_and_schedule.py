@@ -70,7 +70,8 @@ PROBE = textwrap.dedent("""
             form = {k: {"title": p.schema.get("title"), "description": p.description or p.schema.get("description"),
                         "type": p.schema.get("type")} for k, p in dag.params.items()}
             info = {"results": results, "form": form, "max_active_runs": dag.max_active_runs, "catchup": dag.catchup,
-                    "target_conn_id": dag.params["target_conn_id"], "timetable": type(dag.timetable).__name__}
+                    "target_conn_id": dag.params["target_conn_id"], "timetable": type(dag.timetable).__name__,
+                    "paused_upon_creation": dag.is_paused_upon_creation}
             if dag_id == "pg_migration_rehearsal":
                 tt = coerce_to_core_timetable(dag.timetable)
                 start = pendulum.datetime(2026, 3, 16, tz="UTC")
@@ -145,6 +146,7 @@ def test_rehearsal_runs_saturdays_at_one_in_its_time_zone(paris):
     assert (dag["expression"], dag["timezone"]) == ("0 1 * * 6", "Europe/Paris")
     assert dag["max_active_runs"] == 1 and dag["catchup"] is False
     assert dag["target_conn_id"] == "pg_target_rehearsal"
+    assert dag["paused_upon_creation"] is True  # unpausing starts the rehearsals: a decision
     # Saturdays 01:00 Paris time, across the switch to summer time on 2026-03-29
     assert dag["runs"] == [
         "2026-03-21T00:00:00+00:00",  # CET (UTC+1)

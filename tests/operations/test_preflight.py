@@ -211,6 +211,39 @@ def test_foreign_table_blocks_until_its_server_exists_on_the_target(pair):
     assert "untrusted extensions" not in found  # installed on the target now
 
 
+# -- objects used across schemas -----------------------------------------------------------------------
+
+UTIL = """
+CREATE SCHEMA util;
+CREATE FUNCTION util.touch() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN NEW.at := now(); RETURN NEW; END$$;
+CREATE TYPE util.mood AS ENUM ('ok', 'meh');
+CREATE TABLE util.calendar (day date PRIMARY KEY);
+"""
+
+
+def test_objects_using_other_schemas_block_until_the_target_has_them(pair):
+    with pair.source_su() as src:
+        src.execute(UTIL)
+        src.execute(
+            "CREATE SCHEMA crm;"
+            "CREATE TABLE crm.people (id int PRIMARY KEY, mood util.mood, at timestamptz);"
+            "CREATE TRIGGER people_touch BEFORE UPDATE ON crm.people FOR EACH ROW EXECUTE FUNCTION util.touch();"
+            "CREATE VIEW crm.days AS SELECT day FROM util.calendar;"
+        )
+    verdict, detail = one(findings(pair.source, pair.target, schemas=["crm"]), "cross-schema references")
+    assert verdict == "blocking" and "add schema(s) util" in detail, detail
+    for used in ("trigger people_touch on crm.people uses function util.touch()",
+                 "uses type util.mood", "uses table util.calendar"):
+        assert used in detail, (used, detail)
+    # both schemas together: nothing outside
+    assert one(findings(pair.source, pair.target, schemas=["crm", "util"]), "cross-schema references")[0] == "ok"
+    # migrated in waves: util is already on the target, so crm alone is fine
+    with pair.target_server.connect(pair.target_db, user=pair.target_server.admin_user, autocommit=True) as tgt:
+        tgt.execute(UTIL)
+    verdict, detail = one(findings(pair.source, pair.target, schemas=["crm"]), "cross-schema references")
+    assert verdict == "ok" and "function util.touch()" in detail
+
+
 # -- the rest, from one ordinary database ------------------------------------------------------------
 
 
