@@ -130,13 +130,18 @@ def hold_replication(
         replicate.prepare_publication(source, target, run_id, app)
         repl = replicate.replication_connection(source, app)
         log.info("creating slot %s (waits for transactions running now on the source to end)", rep["slot"])
+        watcher = replicate.SlotWaitWatcher(source, target, run_id, repl, app)
         try:
-            lsn, snapshot_id = replicate.create_slot(repl, rep["slot"])
+            with watcher:
+                lsn, snapshot_id = replicate.create_slot(repl, rep["slot"])
         except psycopg.Error as exc:
             repl.close()
+            why = str(exc).strip().splitlines()[0]
+            if watcher.cancelled:
+                why = (f"it waited more than {replicate.SLOT_WAIT_S:.0f} s for transactions running on the source: "
+                       f"{replicate.describe_xacts(watcher.waiting) or 'none left'}")
             raise MigrationError(
-                f"cannot create replication slot {rep['slot']} on {source.describe()}: "
-                f"{str(exc).strip().splitlines()[0]}"
+                f"cannot create replication slot {rep['slot']} on {source.describe()}: {why}"
             ) from None
     except MigrationError as exc:
         replicate.record_holder_error(target, run_id, str(exc))
@@ -222,6 +227,13 @@ def wait_for_snapshot(target: Endpoint, run_id: str, timeout_s: float = 120.0, p
                 error = replicate.holder_error(tgt, run_id)
                 if error:  # the replicate holder failed before exporting: say why now, not at the timeout
                     raise MigrationError(f"the snapshot holder failed: {error}")
+                waiting = replicate.slot_creation_waiting(tgt, run_id) if time.monotonic() > deadline - 5 else None
+                if waiting is not None:
+                    # Slot creation waits for transactions running on the source: the holder names
+                    # them and gives up after replicate.SLOT_WAIT_S; follow it rather than time out.
+                    deadline = max(deadline, time.monotonic() + 15)
+                    if waiting:
+                        log.warning("the slot waits for: %s", replicate.describe_xacts(waiting))
             time.sleep(0.2)
     raise MigrationError(f"the snapshot holder did not export a snapshot within {timeout_s:.0f}s (see its log)")
 

@@ -279,3 +279,26 @@ def test_abort_drops_everything_and_gives_the_source_back(rpair, tmp_path):
     with p.target_su() as tgt:
         assert replicate.get(tgt, rid)["status"] == "aborted"
     assert replicate.check(None, p.target, ["docs"], {"mode": "snapshot"}, "another run") == []
+
+
+def test_slot_creation_names_the_transactions_it_waits_for_and_gives_up(rpair, tmp_path, monkeypatch):
+    """CREATE_REPLICATION_SLOT waits for every transaction running on the source server: a long one
+    is named while it waits, and the run gives up (leaving nothing) after PG_MIGRATION_SLOT_WAIT_S."""
+    p = rpair
+    with p.source_su() as src:
+        load_source(src)
+    monkeypatch.setenv("PG_MIGRATION_SLOT_WAIT_S", "3")
+    rid = run_id()
+    run = ReplicateRun(p.source, p.target, rid, publisher=publisher(p), replica_identity_full=True,
+                       log_dir=tmp_path)
+    with p.source_su(application_name="long-report") as blocker:
+        blocker.execute("BEGIN")
+        blocker.execute("INSERT INTO sales.customers VALUES (999, 'long open transaction')")
+        pid = blocker.info.backend_pid
+        try:
+            with pytest.raises(MigrationError, match=rf"waited more than 3 s.*pid {pid}.*'long-report'"):
+                run.start()
+        finally:
+            blocker.execute("ROLLBACK")
+            run.end()
+    _nothing_left(p, rid)
