@@ -72,6 +72,8 @@ def test_writes_during_and_after_the_copy_end_equal_after_cutover(rpair, tmp_pat
     assert {"update parent+child", "move across partitions", "update big json", "update no-pk",
             "delete no-pk"} <= writer.kinds
     with p.target_su() as tgt:
+        # the restore carried none of the source's publications (pg_dump --no-publications)
+        assert tgt.execute("SELECT count(*) FROM pg_publication").fetchone()[0] == 0
         phase = state.phases_of_run(tgt, rid)["replication"]["detail"]
         assert phase["retained_wal_bytes"] is not None and phase["warnings"]
     report = run.cutover(quiet_s=1.0, validation="checksums", writes_timeout_s=30, lag_timeout_s=60)
