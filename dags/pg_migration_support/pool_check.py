@@ -189,8 +189,8 @@ def evaluate(pool: dict[str, Any] | None, params: dict[str, Any], name: str = PO
         return finding(
             "blocking",
             f"pool {name!r} does not exist: the mapped units would never be scheduled. Create it "
-            "(`airflow pools import pools.json`, or `airflow pools set pg_migration 4 '...'` then set "
-            "include_deferred), then trigger again",
+            "(`airflow pools import pools.json`, or `airflow pools set pg_migration 4 'pg-migration units' "
+            "--include-deferred`), then trigger again",
         )
     slots = int(pool.get("slots") or 0)
     deferred = bool(pool.get("include_deferred"))
