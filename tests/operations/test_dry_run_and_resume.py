@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+from include.pg_migration import history, pipeline
 from include.pg_migration.pipeline import LocalRun
 from tests.conftest import assert_equal_data
 
@@ -71,6 +72,14 @@ def test_dry_run_plans_and_leaves_the_target_untouched(demo_pair, dag_runner):
     md = (result.report_dir / "report.md").read_text()
     assert md.startswith("# pg-migration report: PLANNED") and "## Plan" in md and "## Pre-flight" in md
 
+    # what the plan step merges (history.forecast) fits this real plan: order, sizes, prediction
+    inventory = pipeline.discover(demo_pair.source, None, None)
+    fc = history.forecast(plan, inventory, 3, 50, base=str(result.report_dir.parents[1]))
+    assert [u["unit_id"] for u in fc["forecast"]["schedule"]] == [u["unit_id"] for u in units]
+    assert {s["schema"] for s in fc["schema_sizes"]} >= set(plan["schemas"])
+    assert sum(s["tables"] for s in fc["schema_sizes"]) >= plan["tables"]
+    assert fc["predicted_makespan_s"] >= plan["bytes"] / 50e6 and fc["forecast"]["fits_window"]
+
 
 def test_resume_through_the_dag_skips_exactly_the_verified_schemas(demo_pair, dag_runner):
     # "the run failed at hour 20": an earlier run loaded and verified half of the units, then stopped
@@ -105,3 +114,9 @@ def test_resume_through_the_dag_skips_exactly_the_verified_schemas(demo_pair, da
     assert report["verdict"] == "passed"
     notes = [n for s in report["schemas"] for t in s["tables"] for n in [t.get("note") or ""]]
     assert any("another snapshot" in n for n in notes), notes  # the report says the cuts differ
+
+    # what the report step adds (history.compare) on this real report: a row per schema, the window
+    cmp = history.compare(report, base=str(result.report_dir.parents[1]))
+    assert {r["schema"] for r in cmp["schemas"]} >= {s["schema"] for s in report["schemas"]}
+    assert cmp["fits_window"] is True and "FITS" in cmp["verdict"]
+    assert (result.report_dir / "rehearsal.svg").read_text().startswith("<svg")
