@@ -99,7 +99,8 @@ def throughput(
     base: str | None = None, dag_ids: list[str] | tuple[str, ...] | None = None, recent: int = RECENT_RUNS
 ) -> dict[str, Any]:
     """Measured throughput: per slot over the recent passed runs, and per schema (latest run having it)."""
-    rows = finished_runs(base, dag_ids)[-recent:]
+    # a resumed run skipped what an earlier run loaded: its seconds say nothing about throughput
+    rows = [r for r in finished_runs(base, dag_ids) if not r.get("resume")][-recent:]
     total_bytes = total_secs = 0.0
     schemas: dict[str, float] = {}
     for row in rows:  # oldest first: a later run overwrites a schema's rate

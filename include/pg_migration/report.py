@@ -41,7 +41,8 @@ next to ``report.md``).
      "schemas": {schema: seconds},           # a schema's wall time (its slowest unit)
      "bytes": {schema: bytes},               # since history sizes were recorded (older lines lack
      "unit_seconds": {schema: seconds},      #   these three: history.py reads their report.json)
-     "pool_size": int|null}
+     "pool_size": int|null,
+     "resume": bool}                         # a resumed run's kept tables took no time: not a throughput
 
 The DAG's report task writes it; the benchmark and the UI page only read it (:func:`read`, :func:`runs`).
 """
@@ -105,6 +106,7 @@ def _append_history(report: dict[str, Any], base: str | None) -> None:
             s["schema"]: sum((u.get("seconds") or 0) for u in s.get("units") or []) for s in report.get("schemas", [])
         },
         "pool_size": (report.get("params") or {}).get("pool_size"),
+        "resume": bool((report.get("params") or {}).get("resume")),
     }
     fs, path = fsspec.core.url_to_fs(base or base_url())
     fs.makedirs(path, exist_ok=True)

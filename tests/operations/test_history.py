@@ -87,6 +87,10 @@ def test_history_lines_carry_sizes_and_old_lines_are_read_through_their_report(t
     rpt.write(finished("r1", {"sales": 40.0}, 41, "2026-11-07T03:00:00+00:00"), base)
     line = rpt.history(base)[0]
     assert line["bytes"] == {"sales": 400 * MB} and line["unit_seconds"] == {"sales": 40.0} and line["pool_size"] == 2
+    # a resumed run (most tables kept, so seconds near zero) does not count as a throughput
+    resumed = finished("r2", {"sales": 0.5}, 1, "2026-11-08T03:00:00+00:00")
+    rpt.write({**resumed, "params": {"pool_size": 2, "resume": True}}, base)
+    assert history.throughput(base)["runs"] == ["r1"]
     # a line as written before sizes were recorded: the report supplies them
     path = tmp_path / "history.jsonl"
     path.write_text(json.dumps({k: line[k] for k in ("dag_id", "run_id", "finished_at", "verdict", "total_seconds",
