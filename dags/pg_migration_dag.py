@@ -18,7 +18,12 @@ Reads top to bottom as the migration's story:
    index attachments, materialized views, sequences, database settings.
 8. **validate** (mapped per schema, same pool): exact `ONLY` row counts (and checksums when asked),
    structure, sequences.
-9. **report** (`report.json` + `report.md`, path in the log), **cleanup** (snapshot, guard), and the
+9. `mode: "replicate"` only (near-zero downtime): the cut is a logical replication slot's snapshot
+   (**check_replication** vets the source first); after validation, **subscribe** streams every later
+   change into the target and **report_lag** shows the lag; `pg_migration_cutover` finishes the job in
+   the downtime window, `pg_migration_abort` calls it off. **cleanup_replication** leaves no slot or
+   publication behind when a run does not reach streaming.
+10. **report** (`report.json` + `report.md`, path in the log), **cleanup** (snapshot, guard), and the
    **verdict**: the run fails if anything failed or differs.
 
 **runner** `ecs` runs steps 4-7 (every phase that needs PostgreSQL client tools) as Fargate tasks of
@@ -46,6 +51,7 @@ from pg_migration_support import (
     run_worker,
     steps,
 )
+from pg_migration_support import replication as repl
 
 # Retries with exponential backoff, capped. Read from the environment at parse time (no DB access):
 # PG_MIGRATION_RETRIES (default 3) and PG_MIGRATION_RETRY_DELAY_S (default 15; the tests use 1).
@@ -72,7 +78,7 @@ def build_migration_dag(
         start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
         catchup=False,
         max_active_runs=1,
-        params=migration_params(target_conn_id),
+        params={**migration_params(target_conn_id), **repl.replication_params()},
         default_args=DEFAULT_ARGS,
         doc_md=doc_md,
         tags=list(tags),
@@ -113,7 +119,15 @@ def build_migration_dag(
             return "snapshot" if params["runner"] == "local" else "ecs.settings"
 
         @task(retries=0)
+        def check_replication(inventory: dict, params=None, run_id=None):
+            """mode replicate: source safety (wal_level, slots, REPLICATION, replica identity) up front."""
+            return repl.check_replication(params, inventory, run_id)
+
+        @task(retries=0)
         def snapshot(params=None, run_id=None):
+            """One cut for every unit: an exported snapshot (replicate: the new slot's snapshot)."""
+            if repl.is_replicate(params):
+                return repl.start_replication_snapshot(params, run_id)
             source, target = connection_ids(params)
             return steps.take_snapshot(source, target, params, run_id)
 
@@ -161,6 +175,20 @@ def build_migration_dag(
             get_current_context()["schema_name"] = schema
             steps.validate(params, run_id, schema)
 
+        @task(retries=1)
+        def subscribe(params=None, run_id=None):
+            """mode replicate: stream every change made since the cut into the target (no copy)."""
+            return repl.subscribe(params, run_id)
+
+        @task(retries=0)
+        def report_lag(params=None, run_id=None):
+            return repl.report_lag(params, run_id)
+
+        @task(trigger_rule=TriggerRule.ALL_DONE, retries=1)
+        def cleanup_replication(params=None, run_id=None):
+            """mode replicate: a run that is not streaming leaves no slot, publication or subscription."""
+            return repl.cleanup_replication(params, run_id)
+
         @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
         def report(params=None, run_id=None, dag=None, ti=None):
             return steps.report(params, run_id, dag.dag_id, ti)
@@ -176,6 +204,7 @@ def build_migration_dag(
 
         inventory = discover()
         findings = preflight(inventory)
+        replication_ok = check_replication(inventory)
         planned = plan(inventory, findings)
         gate = copy_wanted()
         runner = choose_runner()
@@ -200,11 +229,16 @@ def build_migration_dag(
             lobs_on_ecs = fargate("large_objects", "large-objects")
             post_on_ecs = fargate("post_data", "post-data")
         checks = validate.expand(schema=schemas_to_validate(planned))
+        streaming = subscribe()
+        lag = report_lag()
+        replication_done = cleanup_replication()
         summary = report()
         done = cleanup()
         final = verdict(summary)
 
-        chain(planned, gate, runner, held, pre, units, lobs, released, post, checks, summary, done, final)
+        chain(findings, replication_ok, planned)
+        chain(planned, gate, runner, held, pre, units, lobs, released, post, checks)
+        chain(checks, streaming, lag, replication_done, summary, done, final)
         chain(units, post)
         chain(lobs, post)
         chain(runner, on_ecs, holder, held_on_ecs, pre_on_ecs, units_on_ecs, lobs_on_ecs, released, post_on_ecs, checks)

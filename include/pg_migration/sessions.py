@@ -88,7 +88,11 @@ def open_source_snapshot(source: Endpoint, app: str, snapshot_id: str | None) ->
         if snapshot_id:
             try:
                 conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_id)))
-            except (psycopg.errors.ObjectNotInPrerequisiteState, psycopg.errors.InvalidParameterValue) as exc:
+            except (
+                psycopg.errors.ObjectNotInPrerequisiteState,  # the exporting transaction ended
+                psycopg.errors.InvalidParameterValue,  # "invalid snapshot identifier"
+                psycopg.errors.UndefinedObject,  # a slot's snapshot: "snapshot ... does not exist"
+            ) as exc:
                 raise SnapshotLost(
                     f"the run's source snapshot {snapshot_id!r} is gone ({str(exc).strip()}): its holder "
                     "died or was released before this unit ran. The run's single consistent cut cannot "

@@ -66,3 +66,27 @@ def test_abort_then_cutover_dags(rpair, tmp_path, dag_runner):
             == ["default_transaction_read_only=on"]
     for text in (aborted.output, result.output, json.dumps(report), (result.report_dir / "report.md").read_text()):
         assert secret not in text
+
+
+def test_pg_migration_replicate_mode_then_cutover(rpair, dag_runner):
+    """The whole near-zero-downtime path through the real DAGs: copy + stream with a live writer, cut over."""
+    p = rpair
+    with p.source_su() as src:
+        load_source(src)
+    env = {**p.airflow_env(), "PG_MIGRATION_RETRIES": "1", "PG_MIGRATION_RETRY_DELAY_S": "1"}
+    writer = Writer(p.source_server.dsn(p.source_db), seed=7)
+    writer.start()
+    try:
+        conf = {"mode": "replicate", "replica_identity_full": True, "pool_size": 2}
+        run = dag_runner("pg_migration", conf=conf, env=env, timeout=600)
+    finally:
+        writer.stop()
+    assert run.state == "success", run.output[-6000:]
+    assert writer.errors == [] and writer.ops > 0
+    assert "replication" in run.report()["phases"]
+    conf = {"quiet_seconds": 1, "writes_timeout_s": 60, "lag_timeout_s": 60}
+    cut = dag_runner("pg_migration_cutover", conf=conf, env=env, timeout=300)
+    assert cut.state == "success", cut.output[-6000:]
+    assert source_objects(p) == {"slots": [], "publications": [], "subscriptions": []}
+    with p.source_su() as src, p.target_su() as tgt:
+        assert_equal_data(src, tgt)
