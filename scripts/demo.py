@@ -30,7 +30,9 @@ def main() -> int:
     servers = localpg.reset_demo_dbs()
     source = servers["source"]
     started = time.monotonic()
-    print(f"demo: loading the demo warehouse (scale {scale}) into {source.host}:{source.port}/warehouse ...", flush=True)
+    print(
+        f"demo: loading the demo warehouse (scale {scale}) into {source.host}:{source.port}/warehouse ...", flush=True
+    )
     summary = load_warehouse(source.dsn("warehouse"), scale=scale)
     print(f"demo: loaded {len(summary.get('schemas', []))} schemas in {time.monotonic() - started:.1f}s", flush=True)
 
@@ -47,7 +49,9 @@ def main() -> int:
     assert proc.stdout is not None
     for line in proc.stdout:
         lines.append(line)
-        if os.environ.get("DEMO_VERBOSE") or re.search(r"\[DAG TEST\] (starting|end) task|MISMATCH|ERROR|error  ", line):
+        if os.environ.get("DEMO_VERBOSE") or re.search(
+            r"\[DAG TEST\] (starting|end) task|MISMATCH|ERROR|error  ", line
+        ):
             sys.stdout.write(line)
     proc.wait()
     out = "".join(lines)
@@ -60,8 +64,10 @@ def main() -> int:
         print(f"demo: report: {report_dir}/report.md (and report.json)")
         try:
             data = json.loads(Path(report_dir, "report.json").read_text())
-            print(f"demo: verdict: {data['verdict'].upper()}; {len(data['schemas'])} schema(s), "
-                  f"{sum(len(s['tables']) for s in data['schemas'])} table(s) validated")
+            print(
+                f"demo: verdict: {data['verdict'].upper()}; {len(data['schemas'])} schema(s), "
+                f"{sum(len(s['tables']) for s in data['schemas'])} table(s) validated"
+            )
             for failure in data.get("failures", [])[:20]:
                 print(f"demo:   - {failure}")
         except (OSError, ValueError, KeyError) as exc:

@@ -57,8 +57,9 @@ def create_db(server: localpg.Server, name: str, owner: str | None = None) -> No
 
 
 def endpoint(server: localpg.Server, dbname: str, user: str, label: str) -> Endpoint:
-    return Endpoint(host=server.host, port=server.port, dbname=dbname, user=user,
-                    password=server.password_for(user), label=label)
+    return Endpoint(
+        host=server.host, port=server.port, dbname=dbname, user=user, password=server.password_for(user), label=label
+    )
 
 
 @dataclass
@@ -141,12 +142,18 @@ def demo_pair(pg_servers, demo_source) -> Pair:
 
 # -- Airflow -----------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def airflow_home(tmp_path_factory) -> Path:
     """A throw-away AIRFLOW_HOME (SQLite), migrated once by bin/airflow on first use."""
     home = tmp_path_factory.mktemp("airflow_home")
-    result = subprocess.run([str(REPO / "bin" / "airflow"), "version"], env=_airflow_env(home, {}),
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [str(REPO / "bin" / "airflow"), "version"],
+        env=_airflow_env(home, {}),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if result.returncode != 0:
         pytest.fail(f"bin/airflow cannot set up Airflow: {result.stderr[-2000:]}", pytrace=False)
     return home
@@ -170,8 +177,9 @@ class DagRunResult:
         return json.loads((self.report_dir / "report.json").read_text())
 
 
-def run_dag(home: Path, dag_id: str, conf: dict | None = None, env: dict[str, str] | None = None,
-            timeout: float = 900) -> DagRunResult:
+def run_dag(
+    home: Path, dag_id: str, conf: dict | None = None, env: dict[str, str] | None = None, timeout: float = 900
+) -> DagRunResult:
     """``bin/airflow dags test`` and the run's final state (the CLI exits 0 even when it failed)."""
     cmd = [str(REPO / "bin" / "airflow"), "dags", "test", dag_id]
     if conf:
@@ -186,8 +194,9 @@ def run_dag(home: Path, dag_id: str, conf: dict | None = None, env: dict[str, st
 
 @pytest.fixture
 def dag_runner(airflow_home):
-    def _run(dag_id: str = "pg_migration", conf: dict | None = None, env: dict[str, str] | None = None,
-             timeout: float = 900) -> DagRunResult:
+    def _run(
+        dag_id: str = "pg_migration", conf: dict | None = None, env: dict[str, str] | None = None, timeout: float = 900
+    ) -> DagRunResult:
         return run_dag(airflow_home, dag_id, conf, env, timeout)
 
     return _run
@@ -207,12 +216,19 @@ def table_fingerprints(conn: psycopg.Connection) -> dict[tuple[str, str], tuple[
     conn.execute("SET TimeZone = 'UTC'; SET extra_float_digits = 3; SET DateStyle = 'ISO, YMD'")
     out = {}
     for schema, table in conn.execute(TABLES).fetchall():
-        cols = [r[0] for r in conn.execute(
-            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped "
-            "ORDER BY attname COLLATE \"C\"", (sql.Identifier(schema, table).as_string(conn),)).fetchall()]
+        cols = [
+            r[0]
+            for r in conn.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped "
+                'ORDER BY attname COLLATE "C"',
+                (sql.Identifier(schema, table).as_string(conn),),
+            ).fetchall()
+        ]
         row = sql.SQL(", ").join(sql.Identifier(c) for c in cols)
-        q = sql.SQL("SELECT count(*), md5(coalesce(string_agg(r, E'\\n' ORDER BY r COLLATE \"C\"), '')) "
-                    "FROM (SELECT ROW({})::text AS r FROM ONLY {}) s").format(row, sql.Identifier(schema, table))
+        q = sql.SQL(
+            "SELECT count(*), md5(coalesce(string_agg(r, E'\\n' ORDER BY r COLLATE \"C\"), '')) "
+            "FROM (SELECT ROW({})::text AS r FROM ONLY {}) s"
+        ).format(row, sql.Identifier(schema, table))
         out[(schema, table)] = tuple(conn.execute(q).fetchone())
     return out
 

@@ -230,16 +230,15 @@ class IndexBuilder:
 
 
 #: Does the object a post-data entry creates already exist on the target? (makes re-runs idempotent)
+_TABLE = "pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %(table_schema)s::text, %(table_name)s::text))"
+_OBJECT = "pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %(schema)s::text, %(object)s::text))"
 EXISTS_SQL = {
-    "INDEX": "SELECT pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %(schema)s::text, %(object)s::text)) IS NOT NULL",
-    "CONSTRAINT": """SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
-                      WHERE conname = %(object)s::text
-                        AND conrelid = pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %(table_schema)s::text, %(table_name)s::text)))""",
-    "TRIGGER": """SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger
-                   WHERE tgname = %(object)s::text
-                     AND tgrelid = pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %(table_schema)s::text, %(table_name)s::text)))""",
-    "INDEX ATTACH": """SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits
-                        WHERE inhrelid = pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %(schema)s::text, %(object)s::text)))""",
+    "INDEX": f"SELECT {_OBJECT} IS NOT NULL",
+    "CONSTRAINT": f"""SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
+                       WHERE conname = %(object)s::text AND conrelid = {_TABLE})""",
+    "TRIGGER": f"""SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger
+                    WHERE tgname = %(object)s::text AND tgrelid = {_TABLE})""",
+    "INDEX ATTACH": f"SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhrelid = {_OBJECT})",
 }
 EXISTS_SQL["FK CONSTRAINT"] = EXISTS_SQL["CONSTRAINT"]
 EXISTS_SQL["CHECK CONSTRAINT"] = EXISTS_SQL["CONSTRAINT"]

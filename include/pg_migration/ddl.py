@@ -65,7 +65,8 @@ SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHE
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = 'public' AND c.relname = %(name)s AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                    WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.objid = c.oid AND d.deptype = 'e')
+                    WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                      AND d.objid = c.oid AND d.deptype = 'e')
 """
 
 PUBLIC_ROUTINES = """
@@ -319,7 +320,8 @@ def _store_post_data(
         tgt.execute(state.q("DELETE FROM {s}.ddl WHERE run_id = %s"), (run_id,))
         with tgt.cursor() as cur:
             cur.executemany(
-                state.q("""INSERT INTO {s}.ddl (run_id, seq, kind, schema_name, name, table_schema, table_name, statement)
+                state.q("""INSERT INTO {s}.ddl
+                                  (run_id, seq, kind, schema_name, name, table_schema, table_name, statement)
                            VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"""),
                 rows,
             )

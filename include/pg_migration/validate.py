@@ -80,7 +80,8 @@ SELECT 'privilege', a.privilege_type || ' on ' || o.object || ' to '
                coalesce(ns.nspacl, pg_catalog.acldefault('n', ns.nspowner)) AS acl FROM ns
         UNION ALL
         SELECT CASE WHEN c.relkind = 'S' THEN 'sequence ' ELSE 'table ' END || c.relname, c.relowner,
-               coalesce(c.relacl, pg_catalog.acldefault((CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END)::"char", c.relowner))
+               coalesce(c.relacl, pg_catalog.acldefault(
+                   (CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END)::"char", c.relowner))
           FROM pg_catalog.pg_class c JOIN ns ON ns.oid = c.relnamespace
          WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
         UNION ALL

@@ -25,7 +25,8 @@ PARSE = textwrap.dedent("""
     for dag_id, dag in bag.dags.items():
         tasks = {}
         for t in dag.tasks:
-            tasks[t.task_id] = {"pool": t.pool, "retries": t.retries, "trigger_rule": getattr(t.trigger_rule, "value", str(t.trigger_rule)),
+            rule = getattr(t.trigger_rule, "value", str(t.trigger_rule))
+            tasks[t.task_id] = {"pool": t.pool, "retries": t.retries, "trigger_rule": rule,
                                 "mapped": bool(getattr(t, "is_mapped", False)) or "Mapped" in type(t).__name__,
                                 "downstream": sorted(t.downstream_task_ids)}
         out["dags"][dag_id] = {"tasks": tasks, "params": sorted(dag.params.keys()),
@@ -36,18 +37,21 @@ PARSE = textwrap.dedent("""
 
 def parse_dags() -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.update({
-        # As Airflow itself does: the dags folder (and the repo root, for include/) on sys.path.
-        "PYTHONPATH": f"{REPO}:{DAGS}",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql://nobody:x@127.0.0.1:1/unreachable",
-        "AIRFLOW_CONN_PG_SOURCE": "postgresql://nobody:x@127.0.0.1:1/unreachable",
-        "AIRFLOW_CONN_PG_TARGET": "postgresql://nobody:x@127.0.0.1:1/unreachable",
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-        "AIRFLOW_HOME": "/tmp/pg-migration-dagbag-test",
-    })
-    proc = subprocess.run([sys.executable, "-c", PARSE, str(DAGS)], env=env, capture_output=True, text=True,
-                          timeout=300)
+    env.update(
+        {
+            # As Airflow itself does: the dags folder (and the repo root, for include/) on sys.path.
+            "PYTHONPATH": f"{REPO}:{DAGS}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql://nobody:x@127.0.0.1:1/unreachable",
+            "AIRFLOW_CONN_PG_SOURCE": "postgresql://nobody:x@127.0.0.1:1/unreachable",
+            "AIRFLOW_CONN_PG_TARGET": "postgresql://nobody:x@127.0.0.1:1/unreachable",
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+            "AIRFLOW_HOME": "/tmp/pg-migration-dagbag-test",
+        }
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", PARSE, str(DAGS)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -69,6 +73,16 @@ def test_pg_migration_shape():
     leaves = [t for t, info in tasks.items() if not info["downstream"]]
     assert leaves == ["verdict"]
     assert tasks["verdict"]["trigger_rule"] == "all_done"
-    for p in ("schemas", "exclude_schemas", "runner", "validation", "validate_only", "dry_run", "consistent",
-              "resume", "source_conn_id", "target_conn_id"):
+    for p in (
+        "schemas",
+        "exclude_schemas",
+        "runner",
+        "validation",
+        "validate_only",
+        "dry_run",
+        "consistent",
+        "resume",
+        "source_conn_id",
+        "target_conn_id",
+    ):
         assert p in dag["params"]

@@ -31,8 +31,14 @@ def test_unreachable_host_is_named(pair):
 
 def test_wrong_password_is_named_and_not_echoed(pair):
     src = pair.source
-    bad = Endpoint(host=src.host, port=src.port, dbname=src.dbname, user=src.user, password="Wr0ng-S3cret!",
-                   label="source connection 'pg_source'")
+    bad = Endpoint(
+        host=src.host,
+        port=src.port,
+        dbname=src.dbname,
+        user=src.user,
+        password="Wr0ng-S3cret!",
+        label="source connection 'pg_source'",
+    )
     with pytest.raises(ConfigError) as err:
         pipeline.discover(bad, None, None)
     assert "pg_source" in str(err.value) and "password authentication failed" in str(err.value)

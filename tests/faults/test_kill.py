@@ -15,8 +15,8 @@ import pytest
 from include.pg_migration.pipeline import LocalRun
 from include.pg_migration.runner import local_env
 from include.pg_migration.sessions import tag
-from tests.conftest import _unique, assert_equal_data, create_db
 from scripts import localpg
+from tests.conftest import _unique, assert_equal_data, create_db
 
 TRIALS = int(os.environ.get("PG_MIGRATION_KILL_TRIALS", "20"))
 KILL_POINTS = ("pre-data", "load", "index")
@@ -35,16 +35,23 @@ def kill_source(pg_servers):
 
 
 def _start(run: LocalRun, phase: str, unit_id: str | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "include.pg_migration.worker"],
-                            env=local_env(run.env(phase, unit_id)), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "include.pg_migration.worker"],
+        env=local_env(run.env(phase, unit_id)),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _wait_for(conn, app: str, pattern: str, timeout: float = 30) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE %s AND query ILIKE %s "
-                        "AND state = 'active'", (app + "%", pattern)).fetchone()[0]:
+        if conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE %s AND query ILIKE %s "
+            "AND state = 'active'",
+            (app + "%", pattern),
+        ).fetchone()[0]:
             return True
         time.sleep(0.005)
     return False

@@ -38,16 +38,25 @@ def _load(server, dbname: str) -> None:
 
 
 def _copy_running(conn, app_prefix: str) -> bool:
-    return bool(conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE %s "
-                             "AND query ILIKE 'COPY%%' AND state = 'active'", (app_prefix + "%",)).fetchone()[0])
+    return bool(
+        conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE %s "
+            "AND query ILIKE 'COPY%%' AND state = 'active'",
+            (app_prefix + "%",),
+        ).fetchone()[0]
+    )
 
 
 def _outage_during_biggest_unit(run: LocalRun, watch, down_server: str) -> str:
     """Start the biggest unit, take `down_server` down during its COPY, bring it back; return the unit id."""
     unit = run.plan["units"][0]
-    proc = subprocess.Popen([sys.executable, "-m", "include.pg_migration.worker"],
-                            env=local_env(run.env("data", unit["unit_id"])), start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "include.pg_migration.worker"],
+        env=local_env(run.env("data", unit["unit_id"])),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 60
     with watch() as conn:
         while not _copy_running(conn, tag(run.run_id, unit["unit_id"])) and time.monotonic() < deadline:
@@ -84,8 +93,7 @@ def test_source_outage(pg_servers, scratch):
         create_db(scratch, pair.source_db)
         _load(scratch, pair.source_db)
         create_db(pair.target_server, pair.target_db, owner=pair.target_server.admin_user)
-        run = LocalRun(pair.source, pair.target, f"outage__{uuid.uuid4().hex[:6]}", pool_size=4,
-                       consistent=consistent)
+        run = LocalRun(pair.source, pair.target, f"outage__{uuid.uuid4().hex[:6]}", pool_size=4, consistent=consistent)
         try:
             run.start()
             _outage_during_biggest_unit(run, pair.target_su, "scratch")
@@ -94,8 +102,7 @@ def test_source_outage(pg_servers, scratch):
                 with pytest.raises(SnapshotLost, match="snapshot"):
                     run.unit(run.plan["units"][0]["unit_id"])
                 run.close()
-                migrate_locally(pair.source, pair.target, f"resume__{uuid.uuid4().hex[:6]}", pool_size=4,
-                                resume=True)
+                migrate_locally(pair.source, pair.target, f"resume__{uuid.uuid4().hex[:6]}", pool_size=4, resume=True)
             else:
                 for unit in run.plan["units"]:
                     run.unit(unit["unit_id"])

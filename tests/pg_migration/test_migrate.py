@@ -17,9 +17,13 @@ def _run_id() -> str:
 
 def _validate_all(pair, run_id=None, mode="counts"):
     with pair.source_su() as conn:
-        schemas = [r[0] for r in conn.execute(
-            "SELECT nspname FROM pg_namespace WHERE nspname !~ '^pg_' AND nspname NOT IN "
-            "('information_schema', '_pg_migration')")]
+        schemas = [
+            r[0]
+            for r in conn.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname !~ '^pg_' AND nspname NOT IN "
+                "('information_schema', '_pg_migration')"
+            )
+        ]
     results = [validate_schema(pair.source, pair.target, s, run_id=run_id, mode=mode) for s in schemas]
     return [m for r in results for m in r.mismatches] + validate_database(pair.source, pair.target)["mismatches"]
 
@@ -63,9 +67,15 @@ def test_schema_names_that_need_quoting(pair):
         for i, name in enumerate(HOSTILE):
             s = sql.Identifier(name)
             conn.execute(sql.SQL("CREATE SCHEMA {}").format(s))
-            conn.execute(sql.SQL("CREATE TABLE {}.{} (id int PRIMARY KEY, v text)").format(s, sql.Identifier(f"T {name}")))
-            conn.execute(sql.SQL("INSERT INTO {}.{} SELECT g, md5(g::text) FROM generate_series(1, %s) g").format(
-                s, sql.Identifier(f"T {name}")), (10 + i,))
+            conn.execute(
+                sql.SQL("CREATE TABLE {}.{} (id int PRIMARY KEY, v text)").format(s, sql.Identifier(f"T {name}"))
+            )
+            conn.execute(
+                sql.SQL("INSERT INTO {}.{} SELECT g, md5(g::text) FROM generate_series(1, %s) g").format(
+                    s, sql.Identifier(f"T {name}")
+                ),
+                (10 + i,),
+            )
     pipeline.migrate_locally(pair.source, pair.target, _run_id(), pool_size=2)
     with pair.source_su() as src, pair.target_su() as tgt:
         assert_equal_data(src, tgt)

@@ -26,11 +26,16 @@ def test_resume_skips_exactly_the_verified_tables(demo_pair):
 
     migrate_locally(demo_pair.source, demo_pair.target, second, pool_size=4, resume=True)
     with demo_pair.target_su() as tgt:
-        loaded_by = {(s, t): r for s, t, r in tgt.execute("SELECT schema_name, table_name, run_id FROM _pg_migration.tables")}
+        loaded_by = {
+            (s, t): r for s, t, r in tgt.execute("SELECT schema_name, table_name, run_id FROM _pg_migration.tables")
+        }
     assert {k for k, r in loaded_by.items() if r == first} == kept
     assert all(r == second for k, r in loaded_by.items() if k not in kept)
     with demo_pair.source_su() as src, demo_pair.target_su() as tgt:
         assert_equal_data(src, tgt)
-    notes = [t.note for s in plan["schemas"] for t in validate_schema(
-        demo_pair.source, demo_pair.target, s, run_id=second).tables]
+    notes = [
+        t.note
+        for s in plan["schemas"]
+        for t in validate_schema(demo_pair.source, demo_pair.target, s, run_id=second).tables
+    ]
     assert any("another snapshot" in n for n in notes)

@@ -21,8 +21,10 @@ def _wait_for_copy(pair, session_tag: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     with pair.target_su() as tgt:
         while time.monotonic() < deadline:
-            n = tgt.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND query ILIKE 'COPY%%'",
-                            (session_tag,)).fetchone()[0]
+            n = tgt.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND query ILIKE 'COPY%%'",
+                (session_tag,),
+            ).fetchone()[0]
             if n:
                 return
             time.sleep(0.02)
@@ -44,9 +46,13 @@ def test_unit_killed_mid_copy_then_retried_has_exact_rows(pair):
         for other in plan["units"]:
             if other is not unit:
                 run.unit(other["unit_id"])
-        proc = subprocess.Popen([sys.executable, "-m", "include.pg_migration.worker"],
-                                env=local_env(run.env("data", unit["unit_id"])), start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "include.pg_migration.worker"],
+            env=local_env(run.env("data", unit["unit_id"])),
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         _wait_for_copy(pair, tag(run_id, unit["unit_id"]))
         time.sleep(0.3)
         os.kill(proc.pid, signal.SIGKILL)  # the worker only: its server sessions live on for a while

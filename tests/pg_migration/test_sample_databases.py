@@ -10,13 +10,18 @@ import pytest
 
 from include.pg_migration import pipeline
 from include.pg_migration.validate import validate_database, validate_schema
-from tests.conftest import SHARED, Pair, _unique, assert_equal_data, create_db
 from scripts import localpg
+from tests.conftest import SHARED, Pair, _unique, assert_equal_data, create_db
 
 
 def _psql(server, dbname: str, script: str) -> None:
-    proc = subprocess.run([server.bin("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", server.dsn(dbname)],
-                          input=script, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [server.bin("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", server.dsn(dbname)],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 

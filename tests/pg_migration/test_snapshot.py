@@ -34,8 +34,10 @@ class Writer(threading.Thread):
         with self.pair.source_su() as conn:
             while not self.stop.is_set():
                 conn.execute("INSERT INTO staging.raw_clicks SELECT * FROM staging.raw_clicks LIMIT 3")
-                conn.execute("DELETE FROM analytics.events_2024 WHERE event_id = "
-                             "(SELECT min(event_id) FROM analytics.events_2024)")
+                conn.execute(
+                    "DELETE FROM analytics.events_2024 WHERE event_id = "
+                    "(SELECT min(event_id) FROM analytics.events_2024)"
+                )
                 conn.execute("UPDATE crm.customers SET email = email WHERE customer_id % 50 = 1")
                 self.writes += 1
                 time.sleep(0.01)
@@ -69,8 +71,12 @@ def test_writes_during_the_run_do_not_cause_a_false_mismatch(private_demo):
     for schema in plan["schemas"]:
         result = validate_schema(pair.source, pair.target, schema, run_id=run_id)
         assert result.mismatches == [], (schema, result.mismatches)
-    notes = [t.note for s in ("staging", "analytics") for t in validate_schema(
-        pair.source, pair.target, s, run_id=run_id).tables if t.note]
+    notes = [
+        t.note
+        for s in ("staging", "analytics")
+        for t in validate_schema(pair.source, pair.target, s, run_id=run_id).tables
+        if t.note
+    ]
     assert any("changed after the dump" in n for n in notes)
 
 
@@ -87,9 +93,13 @@ def test_consistent_false_takes_a_snapshot_per_unit_and_validates_fks(demo_pair)
     with demo_pair.source_su() as src, demo_pair.target_su() as tgt:
         assert_equal_data(src, tgt)
         # the cross-schema foreign keys were added NOT VALID, then validated
-        assert tgt.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND NOT convalidated").fetchone()[0] == 0
-        detail = tgt.execute("SELECT detail FROM _pg_migration.phases WHERE run_id = %s AND phase = 'post-data'",
-                             (run_id,)).fetchone()[0]
+        assert (
+            tgt.execute("SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND NOT convalidated").fetchone()[0]
+            == 0
+        )
+        detail = tgt.execute(
+            "SELECT detail FROM _pg_migration.phases WHERE run_id = %s AND phase = 'post-data'", (run_id,)
+        ).fetchone()[0]
         assert detail["not_valid_fks"] > 0
 
 

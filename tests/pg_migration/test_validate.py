@@ -41,8 +41,10 @@ def test_missing_row_in_an_inherited_child_is_named(migrated):
 def test_changed_json_value_is_caught_by_checksums_only(migrated):
     pair, run_id = migrated
     with pair.target_su() as tgt:
-        tgt.execute("UPDATE sales.order_documents SET doc_json = doc_json || ' ' "
-                    "WHERE ctid = (SELECT min(ctid) FROM sales.order_documents)")
+        tgt.execute(
+            "UPDATE sales.order_documents SET doc_json = doc_json || ' ' "
+            "WHERE ctid = (SELECT min(ctid) FROM sales.order_documents)"
+        )
     assert _mismatches(pair, run_id, "sales", "counts") == []
     found = _mismatches(pair, run_id, "sales", "checksums")
     assert any("sales.order_documents" in m and "checksum" in m for m in found), found
