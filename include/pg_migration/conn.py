@@ -100,6 +100,9 @@ class Endpoint:
             "dbname": self.dbname,
             "user": self.user,
             "application_name": application_name[:63],
+            # Always UTF-8 on the wire: a LATIN1/WIN1252 source is converted by its server, and
+            # names from an SQL_ASCII source still decode as text.
+            "client_encoding": "UTF8",
             "connect_timeout": 15,
             # Detect a dead peer within about a minute instead of the kernel's two hours.
             "keepalives": 1,
@@ -132,6 +135,7 @@ class Endpoint:
             "PGUSER": self.user,
             "PGAPPNAME": application_name[:63],
             "PGCONNECT_TIMEOUT": "15",
+            "PGCLIENTENCODING": "UTF8",
         }
         if self.password is not None:
             env["PGPASSWORD"] = self.password

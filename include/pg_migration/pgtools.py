@@ -126,6 +126,7 @@ def dump_schema(
         "--no-publications",
         "--no-subscriptions",
         "--quote-all-identifiers",
+        "--encoding=UTF8",
         f"--lock-wait-timeout={lock_wait_timeout}",
     ]
     if snapshot:

@@ -141,14 +141,20 @@ def _count(conn: psycopg.Connection, schema: str, table: str) -> int:
     return conn.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(sql.Identifier(schema, table))).fetchone()[0]
 
 
-def checksum(conn: psycopg.Connection, schema: str, table: str) -> str:
+#: Per-row hash: the server's built-in 64-bit text hash (cheap); when the two databases' encodings
+#: differ, the same bytes must be hashed on both sides, so the row's UTF-8 bytes go through md5 instead.
+ROW_HASH = "pg_catalog.hashtextextended({row}::text, 0)"
+ROW_HASH_PORTABLE = "('x' || left(pg_catalog.md5(pg_catalog.convert_to({row}::text, 'UTF8')), 16))::bit(64)::bigint"
+
+
+def checksum(conn: psycopg.Connection, schema: str, table: str, portable: bool = False) -> str:
     """``count:sum-of-row-hashes`` of a table's own rows, columns taken by name."""
     cols = [r[0] for r in conn.execute(COLUMNS_BY_NAME, {"schema": schema, "table": table}).fetchall()]
     row = sql.SQL("ROW({})").format(sql.SQL(", ").join(sql.Identifier(c) for c in cols)) if cols else sql.SQL("ROW()")
+    row_hash = sql.SQL(ROW_HASH_PORTABLE if portable else ROW_HASH).format(row=row)
     query = sql.SQL(
-        "SELECT count(*)::text || ':' || coalesce(sum(pg_catalog.hashtextextended({}::text, 0)::numeric), 0)::text "
-        "FROM ONLY {}"
-    ).format(row, sql.Identifier(schema, table))
+        "SELECT count(*)::text || ':' || coalesce(sum({}::numeric), 0)::text FROM ONLY {}"
+    ).format(row_hash, sql.Identifier(schema, table))
     return conn.execute(query).fetchone()[0]
 
 
@@ -245,11 +251,13 @@ def _checksums(
         result.notes.append("checksums: the run's snapshot was released; the source was read live")
     with src:
         apply_settings(src, TEXT_SETTINGS)
+        encodings = {c.execute("SELECT current_setting('server_encoding')").fetchone()[0] for c in (src, tgt)}
+        portable = len(encodings) > 1
         for check in result.tables:
             if check.status in ("missing", "extra"):
                 continue
-            check.source_checksum = checksum(src, schema, check.table)
-            check.target_checksum = checksum(tgt, schema, check.table)
+            check.source_checksum = checksum(src, schema, check.table, portable)
+            check.target_checksum = checksum(tgt, schema, check.table, portable)
             if check.source_checksum != check.target_checksum:
                 if not in_snapshot and check.source_rows_now != check.source_rows:
                     check.note += "; checksum not comparable (changed after the dump)"

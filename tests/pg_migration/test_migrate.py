@@ -88,3 +88,29 @@ def test_unknown_schema_is_named(pair):
 
     with pytest.raises(PlanError, match="no_such_schema"):
         pipeline.discover(pair.source, ["no_such_schema"], None)
+
+
+def test_latin1_source_converts_to_utf8(pg_servers):
+    """A LATIN1 on-premise database: its server converts to UTF-8 on the wire (client_encoding)."""
+    from psycopg import sql
+
+    from scripts import localpg
+    from tests.conftest import Pair, _unique, create_db
+
+    pair = Pair(pg_servers["source"], pg_servers["target"], _unique("latin1"), _unique("tgt"))
+    with pair.source_server.connect(autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+                     .format(sql.Identifier(pair.source_db)))
+    create_db(pair.target_server, pair.target_db, owner=pair.target_server.admin_user)
+    try:
+        with pair.source_su(client_encoding="UTF8") as src:
+            src.execute("CREATE SCHEMA café; CREATE TABLE café.menu (id int PRIMARY KEY, dish text)")
+            src.execute("INSERT INTO café.menu VALUES (1, 'crème brûlée'), (2, 'pâté'), (3, 'ÿ')")
+        pipeline.migrate_locally(pair.source, pair.target, _run_id())
+        with pair.target_su() as tgt:
+            assert tgt.execute("SELECT dish FROM café.menu ORDER BY id").fetchall() == [
+                ("crème brûlée",), ("pâté",), ("ÿ",)]
+        assert _validate_all(pair, mode="checksums") == []
+    finally:
+        localpg.drop_database(pair.source_server, pair.source_db)
+        localpg.drop_database(pair.target_server, pair.target_db)
