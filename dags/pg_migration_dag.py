@@ -48,6 +48,7 @@ from pg_migration_support import (
     connection_ids,
     ecs,
     migration_params,
+    rehearsal,
     run_worker,
     steps,
 )
@@ -71,6 +72,7 @@ def build_migration_dag(
     target_conn_id: str = "pg_target",
     doc_md: str = __doc__,
     tags: tuple[str, ...] = ("pg-migration",),
+    is_paused_upon_creation: bool | None = None,
 ):
     @dag(
         dag_id=dag_id,
@@ -78,6 +80,7 @@ def build_migration_dag(
         start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
         catchup=False,
         max_active_runs=1,
+        is_paused_upon_creation=is_paused_upon_creation,
         params={**migration_params(target_conn_id), **repl.replication_params()},
         default_args=DEFAULT_ARGS,
         doc_md=doc_md,
@@ -90,9 +93,9 @@ def build_migration_dag(
             return steps.discover(source, params)
 
         @task(retries=0)
-        def preflight(inventory: dict, params=None):
+        def preflight(inventory: dict, params=None, ti=None):
             source, target = connection_ids(params)
-            return steps.preflight(source, target, inventory, params)
+            return steps.preflight(source, target, inventory, params, ti)
 
         @task(retries=0)
         def plan(inventory: dict, findings: list, params=None, run_id=None, dag=None):
@@ -249,3 +252,15 @@ def build_migration_dag(
 
 
 pg_migration = build_migration_dag("pg_migration")
+
+# The weekend rehearsal: the same DAG, every Saturday 01:00 ($PG_MIGRATION_REHEARSAL_CRON/_TZ), against
+# the rehearsal target. Deployed paused: with catchup=False, unpausing starts the last missed Saturday
+# at once, so unpausing is a decision (docs/operations.md, "Running a rehearsal").
+pg_migration_rehearsal = build_migration_dag(
+    rehearsal.REHEARSAL_DAG_ID,
+    schedule=rehearsal.rehearsal_timetable(),
+    target_conn_id=rehearsal.REHEARSAL_TARGET_CONN_ID,
+    doc_md=rehearsal.DOC,
+    tags=("pg-migration", "rehearsal"),
+    is_paused_upon_creation=True,
+)

@@ -9,12 +9,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from include.pg_migration import pipeline, state
+from include.pg_migration import history, pipeline, state
 from include.pg_migration import preflight as pf
 from include.pg_migration import report as rpt
 from include.pg_migration import snapshot as snap
 from include.pg_migration.errors import MigrationError, PlanError, SnapshotLost
-from include.pg_migration.plan import Unit, predicted_makespan
 from include.pg_migration.runner import local_env, run_local, worker_env
 from include.pg_migration.validate import validate_schema
 
@@ -39,12 +38,17 @@ def discover(source, params: dict[str, Any]) -> dict[str, Any]:
     return inventory
 
 
-def preflight(source, target, inventory: dict[str, Any], params: dict[str, Any]) -> list[dict[str, Any]]:
+def preflight(source, target, inventory: dict[str, Any], params: dict[str, Any], ti=None) -> list[dict[str, Any]]:
+    from pg_migration_support import pool_check
+
     findings = pf.run(source, target, inventory, params)
     if params.get("runner") == "ecs":
         from pg_migration_support import ecs
 
         findings = ecs.adjust_local_findings(findings) + ecs.preflight(source, target, params)
+    findings.append(pool_check.check(params))
+    if ti is not None:  # the report shows the findings even when this task fails on a blocking one
+        ti.xcom_push(key="findings", value=findings)
     for f in findings:
         level = {"ok": logging.INFO, "warning": logging.WARNING}.get(f["verdict"], logging.ERROR)
         log.log(level, "preflight %-8s %s: %s", f["verdict"].upper(), f["check"], f["detail"])
@@ -60,8 +64,10 @@ def preflight(source, target, inventory: dict[str, Any], params: dict[str, Any])
 def plan(source, target, inventory: dict[str, Any], params: dict[str, Any], run_id: str, dag_id: str) -> dict[str, Any]:
     split = params.get("split_mb")
     the_plan = pipeline.make_plan(inventory, params["pool_size"], split * 1024 * 1024 if split else None)
-    units = [Unit.from_dict(u) for u in the_plan["units"]]
-    the_plan["predicted_makespan_s"] = predicted_makespan(units, params["pool_size"], params["bandwidth_mb_s"] * 1e6)
+    units = the_plan["units"]
+    # per-schema sizes, the unit order with predicted slots, and the makespan: from earlier runs'
+    # measured throughput when there is one, else the bandwidth shared by the pool's slots
+    the_plan.update(history.forecast(the_plan, inventory, params["pool_size"], params["bandwidth_mb_s"]))
     for u in the_plan["units"]:
         log.info("unit %-32s %10.1f MB %4d table(s)", u["label"], u["bytes"] / 1e6, len(u["tables"]))
     log.info(
@@ -166,7 +172,7 @@ def validate(params: dict[str, Any], run_id: str, schema: str) -> dict[str, Any]
 def report(params: dict[str, Any], run_id: str, dag_id: str, ti) -> dict[str, Any]:
     failed_tasks = _failed_tasks(ti, dag_id, run_id)
     inventory = ti.xcom_pull(task_ids="discover")
-    findings = ti.xcom_pull(task_ids="preflight")
+    findings = ti.xcom_pull(task_ids="preflight") or ti.xcom_pull(task_ids="preflight", key="findings")
     planned = (ti.xcom_pull(task_ids="plan") or {}).get("plan")
     try:
         source, target = _endpoints(params)
@@ -176,6 +182,10 @@ def report(params: dict[str, Any], run_id: str, dag_id: str, ti) -> dict[str, An
     data = pipeline.assemble_report(
         source, target, dag_id, run_id, dict(params), inventory, findings, planned, failed_tasks
     )
+    try:
+        data["rehearsal"] = history.compare(data)
+    except Exception as exc:  # noqa: BLE001 - the report must be written anyway
+        data.setdefault("warnings", []).append(f"rehearsal comparison failed: {exc}")
     folder = rpt.write(data)
     log.info("report written to %s/report.json and report.md", folder)
     log.info("\n%s", rpt.to_markdown(data))

@@ -122,7 +122,7 @@ class Endpoint:
     ) -> psycopg.Connection:
         """Open a session; failures name the endpoint (never the password)."""
         try:
-            return psycopg.connect(**self.conninfo(application_name), autocommit=autocommit, **kwargs)
+            return psycopg.connect(**{**self.conninfo(application_name), **kwargs}, autocommit=autocommit)
         except psycopg.OperationalError as exc:
             raise ConfigError(f"cannot connect to {self.describe()}: {_first_line(exc)}") from None
 

@@ -1,4 +1,18 @@
-"""
+"""The weekend rehearsal's schedule and docs (the DAG itself is built in ``pg_migration_dag.py``)."""
+
+from __future__ import annotations
+
+import os
+
+import pendulum
+from airflow.sdk import CronTriggerTimetable
+
+REHEARSAL_DAG_ID = "pg_migration_rehearsal"
+REHEARSAL_TARGET_CONN_ID = "pg_target_rehearsal"
+DEFAULT_CRON = "0 1 * * 6"  # Saturdays 01:00
+DEFAULT_TZ = "UTC"
+
+DOC = """
 # pg_migration_rehearsal: the weekend rehearsal of the migration
 
 The same DAG as `pg_migration` (same tasks, params and report), run **every Saturday at 01:00**
@@ -21,47 +35,6 @@ whether it fits the downtime window.
 See docs/operations.md ("Running a rehearsal").
 """
 
-from __future__ import annotations
-
-import os
-import sys
-
-import pendulum
-from airflow.sdk import CronTriggerTimetable
-
-REHEARSAL_DAG_ID = "pg_migration_rehearsal"
-REHEARSAL_TARGET_CONN_ID = "pg_target_rehearsal"
-DEFAULT_CRON = "0 1 * * 6"  # Saturdays 01:00
-DEFAULT_TZ = "UTC"
-
-
-def _factory():
-    """``build_migration_dag`` without a second ``pg_migration`` DAG appearing in this file.
-
-    The factory lives in ``pg_migration_dag.py``, whose import also builds ``pg_migration``; Airflow
-    would register that DAG as defined by *this* file too (auto-registration of every DAG created
-    while a DAG file is parsed) and reject it as a duplicate. Until the factory moves to
-    ``pg_migration_support`` (then the first import below is used), it is imported with
-    auto-registration off for the duration of that import only.
-    """
-    try:
-        from pg_migration_support.factory import build_migration_dag
-
-        return build_migration_dag
-    except ImportError:
-        pass
-    if "pg_migration_dag" in sys.modules:
-        return sys.modules["pg_migration_dag"].build_migration_dag
-    from airflow.sdk.definitions._internal.contextmanager import DagContext
-
-    saved = DagContext.current_autoregister_module_name
-    DagContext.current_autoregister_module_name = None
-    try:
-        import pg_migration_dag
-    finally:
-        DagContext.current_autoregister_module_name = saved
-    return pg_migration_dag.build_migration_dag
-
 
 def rehearsal_timetable(environ: dict[str, str] | None = None) -> CronTriggerTimetable:
     """Saturdays 01:00 (``$PG_MIGRATION_REHEARSAL_CRON``) in ``$PG_MIGRATION_REHEARSAL_TZ`` (default UTC)."""
@@ -75,16 +48,3 @@ def rehearsal_timetable(environ: dict[str, str] | None = None) -> CronTriggerTim
             f"PG_MIGRATION_REHEARSAL_TZ={tz_name!r} is not a time zone (use an IANA name, e.g. Europe/Paris)"
         ) from exc
     return CronTriggerTimetable(cron, timezone=tz)
-
-
-pg_migration_rehearsal = _factory()(
-    REHEARSAL_DAG_ID,
-    schedule=rehearsal_timetable(),
-    target_conn_id=REHEARSAL_TARGET_CONN_ID,
-    doc_md=__doc__,
-    tags=("pg-migration", "rehearsal"),
-)
-# Deployed paused, whatever [core] dags_are_paused_at_creation says: with catchup=False Airflow
-# starts the most recent missed slot as soon as a DAG is unpaused, so a DAG that arrives unpaused
-# on a Wednesday would rehearse at once. Unpausing is a decision (docs/operations.md).
-pg_migration_rehearsal.is_paused_upon_creation = True
