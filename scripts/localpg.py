@@ -93,6 +93,7 @@ class Spec:
     name: str
     port: int
     major: int
+    tls: bool = False  # serve TLS with a certificate for 127.0.0.1 signed by a local CA (tls_ca_file())
 
 
 SPECS: dict[str, Spec] = {
@@ -100,7 +101,7 @@ SPECS: dict[str, Spec] = {
     "target": Spec("target", 55433, 15),
     "pg18": Spec("pg18", 55434, 18),
     # For fault tests that stop and start a server (outages) without disturbing the shared pair.
-    "scratch": Spec("scratch", 55435, 15),
+    "scratch": Spec("scratch", 55435, 15, tls=True),
 }
 DEFAULT_SERVERS = ("source", "target")
 
@@ -554,6 +555,8 @@ def _conf_text(spec: Spec, sock: Path) -> str:
         "synchronous_commit": "off",
         "full_page_writes": "off",
     }
+    if spec.tls:
+        settings.update({"ssl": "on", "ssl_cert_file": "server.crt", "ssl_key_file": "server.key"})
     lines = ["# Written by scripts/localpg.py on every start; edits are overwritten."]
     for key, value in settings.items():
         lines.append(f"{key} = {value}" if isinstance(value, int) else f"{key} = '{value}'")
@@ -569,9 +572,38 @@ host    replication  all   127.0.0.1/32   scram-sha-256
 """
 
 
+def tls_ca_file(name: str = "scratch") -> Path:
+    """The CA that signed a TLS server's certificate (for ``sslmode=verify-full sslrootcert=...``)."""
+    return LOCAL_PG / name / "tls" / "ca.crt"
+
+
+def _ensure_tls(spec: Spec, data: Path, uid: int, gid: int) -> None:
+    """A local CA and a server certificate for 127.0.0.1 (SAN IP), installed into the data directory."""
+    tls = LOCAL_PG / spec.name / "tls"
+    tls.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_crt, key, csr, crt = (tls / n for n in ("ca.key", "ca.crt", "server.key", "server.csr", "server.crt"))
+    if not crt.exists():
+        def ssl(*args: str) -> None:
+            subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tls)
+
+        ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", "/CN=pg-migration test CA",
+            "-keyout", str(ca_key), "-out", str(ca_crt))
+        ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={HOST}", "-keyout", str(key), "-out", str(csr))
+        ext = tls / "san.ext"
+        ext.write_text(f"subjectAltName = IP:{HOST}\n")
+        ssl("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key), "-CAcreateserial",
+            "-days", "3650", "-extfile", str(ext), "-out", str(crt))
+    for src, dst in ((crt, data / "server.crt"), (key, data / "server.key")):
+        if not dst.exists() or dst.read_bytes() != src.read_bytes():
+            _atomic_write(dst, src.read_text(), 0o600)
+            os.chown(dst, uid, gid)
+
+
 def _write_config(st: dict[str, Any]) -> None:
     spec, data, sock = st["spec"], st["data"], st["socket"]
     uid, gid = _owner_ids()
+    if spec.tls:
+        _ensure_tls(spec, data, uid, gid)
     sock.mkdir(exist_ok=True)
     os.chown(sock, uid, gid)
     for path, text in ((data / "localpg.conf", _conf_text(spec, sock)), (data / "pg_hba.conf", HBA_TEXT)):
