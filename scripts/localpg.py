@@ -96,12 +96,15 @@ class Spec:
     tls: bool = False  # serve TLS with a certificate for 127.0.0.1 signed by a local CA (tls_ca_file())
 
 
+# Ports: LOCALPG_PORT_BASE (default 55432) and the next three, so a second checkout (e.g. a fresh
+# clone checked like CI) can run its own servers beside this one's.
+_BASE = int(os.environ.get("LOCALPG_PORT_BASE", "55432"))
 SPECS: dict[str, Spec] = {
-    "source": Spec("source", 55432, 15),
-    "target": Spec("target", 55433, 15),
-    "pg18": Spec("pg18", 55434, 18),
+    "source": Spec("source", _BASE, 15),
+    "target": Spec("target", _BASE + 1, 15),
+    "pg18": Spec("pg18", _BASE + 2, 18),
     # For fault tests that stop and start a server (outages) without disturbing the shared pair.
-    "scratch": Spec("scratch", 55435, 15, tls=True),
+    "scratch": Spec("scratch", _BASE + 3, 15, tls=True),
 }
 DEFAULT_SERVERS = ("source", "target")
 
