@@ -1527,7 +1527,7 @@ SELECT m.oid::bigint, pg_catalog.md5(pg_catalog.lo_get(m.oid)) FROM pg_catalog.p
 
 def cutover_large_objects(source: Endpoint, target: Endpoint, cutover_run_id: str) -> dict[str, Any]:
     """Large objects are not replicated: re-copy those whose content differs, unlink those gone."""
-    from include.pg_migration.lobs import CHUNK
+    from include.pg_migration.lobs import copy_large_object
 
     with (
         source.connect("pg_migration cutover", autocommit=True) as src,
@@ -1540,19 +1540,7 @@ def cutover_large_objects(source: Endpoint, target: Endpoint, cutover_run_id: st
         for oid in gone:
             tgt.execute("SELECT pg_catalog.lo_unlink(%s)", (oid,))
         for oid in changed:
-            with tgt.transaction():
-                if oid in tgt_lo:
-                    tgt.execute("SELECT pg_catalog.lo_unlink(%s)", (oid,))
-                tgt.execute("SELECT pg_catalog.lo_create(%s)", (oid,))
-                offset = 0
-                while True:
-                    data = src.execute("SELECT pg_catalog.lo_get(%s, %s, %s)", (oid, offset, CHUNK)).fetchone()[0]
-                    if not data:
-                        break
-                    tgt.execute("SELECT pg_catalog.lo_put(%s, %s, %s)", (oid, offset, data))
-                    offset += len(data)
-                    if len(data) < CHUNK:
-                        break
+            copy_large_object(src, tgt, oid)
         result = {"checked": len(src_lo), "copied": changed, "unlinked": gone}
         merge_detail(tgt, rep["run_id"], large_objects=result)
     log.info("large objects: %d checked, %d re-copied, %d unlinked", len(src_lo), len(changed), len(gone))

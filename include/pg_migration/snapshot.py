@@ -73,39 +73,18 @@ def hold(source: Endpoint, target: Endpoint, run_id: str, app: str, max_hold_s: 
     state.set_run(tgt, run_id, snapshot_id=snapshot_id, snapshot_taken_at=_now(tgt), holder_heartbeat=_now(tgt),
                   holder_where=where, release_requested=False, snapshot_released_at=None)
     log.info("snapshot %s exported and held by %s for run %s", snapshot_id, where, run_id)
-    reason = "timeout"
+    def source_gone() -> str | None:
+        try:
+            src.execute("SELECT 1")  # fails fast if the source (and so the snapshot) went away
+        except psycopg.Error as exc:
+            return f"the source connection was lost ({str(exc).strip().splitlines()[0]})"
+        return None
+
     try:
-        while time.monotonic() - started < max_hold_s:
-            try:
-                src.execute("SELECT 1")  # fails fast if the source (and so the snapshot) went away
-            except psycopg.Error as exc:
-                reason = f"the source connection was lost ({str(exc).strip().splitlines()[0]})"
-                break
-            try:
-                if tgt.closed:
-                    tgt = target.connect(app, autocommit=True)
-                run = state.get_run(tgt, run_id)
-                if run is None:
-                    reason = "run row removed"
-                    break
-                if run["release_requested"] or run["snapshot_id"] != snapshot_id:
-                    reason = "released"
-                    break
-                tgt.execute(state.q("UPDATE {s}.runs SET holder_heartbeat = now() WHERE run_id = %s"), (run_id,))
-            except (psycopg.Error, MigrationError) as exc:
-                log.warning("target unreachable (%s); still holding the snapshot", str(exc).strip().splitlines()[0])
-                if not tgt.closed:
-                    tgt.close()
-            time.sleep(HEARTBEAT_S)
+        reason, tgt = _heartbeat(target, tgt, run_id, snapshot_id, app, started, max_hold_s, source_gone)
     finally:
         src.close()
-        try:
-            if tgt.closed:
-                tgt = target.connect(app, autocommit=True)
-            state.set_run(tgt, run_id, snapshot_released_at=_now(tgt))
-            tgt.close()
-        except Exception:  # noqa: BLE001 - best effort on the way out
-            pass
+        _mark_released(target, tgt, run_id, app)
     log.info("snapshot %s released (%s) after %.0fs", snapshot_id, reason, time.monotonic() - started)
 
 
@@ -156,41 +135,58 @@ def hold_replication(
                   holder_where=where, release_requested=False, snapshot_released_at=None)
     log.info("slot %s created at %s; snapshot %s exported and held by %s for run %s", rep["slot"], lsn,
              snapshot_id, where, run_id)
-    reason = "timeout"
+    def source_gone() -> str | None:
+        # No command may be sent on the replication connection (it would end the exported
+        # snapshot): the server only ever writes to it to say it is going away.
+        if select.select([repl.fileno()], [], [], 0)[0]:
+            return "the source closed the replication connection"
+        return None
+
     try:
-        while time.monotonic() - started < max_hold_s:
-            # No command may be sent on the replication connection (it would end the exported
-            # snapshot): the server only ever writes to it to say it is going away.
-            if select.select([repl.fileno()], [], [], 0)[0]:
-                reason = "the source closed the replication connection"
-                break
-            try:
-                if tgt.closed:
-                    tgt = target.connect(app, autocommit=True)
-                run = state.get_run(tgt, run_id)
-                if run is None:
-                    reason = "run row removed"
-                    break
-                if run["release_requested"] or run["snapshot_id"] != snapshot_id:
-                    reason = "released"
-                    break
-                tgt.execute(state.q("UPDATE {s}.runs SET holder_heartbeat = now() WHERE run_id = %s"), (run_id,))
-            except (psycopg.Error, MigrationError) as exc:
-                log.warning("target unreachable (%s); still holding the snapshot", str(exc).strip().splitlines()[0])
-                if not tgt.closed:
-                    tgt.close()
-            time.sleep(HEARTBEAT_S)
+        reason, tgt = _heartbeat(target, tgt, run_id, snapshot_id, app, started, max_hold_s, source_gone)
     finally:
         repl.close()  # ends the exported snapshot; the (permanent) slot stays for the subscription
+        _mark_released(target, tgt, run_id, app)
+    log.info("snapshot %s of slot %s released (%s) after %.0fs", snapshot_id, rep["slot"], reason,
+             time.monotonic() - started)
+
+
+def _heartbeat(target: Endpoint, tgt: psycopg.Connection, run_id: str, snapshot_id: str, app: str,
+               started: float, max_hold_s: float, source_gone) -> tuple[str, psycopg.Connection]:
+    """Heart-beat on the target until released, the run disappears, the source goes or time is up.
+
+    The target is only where the holder reports: an outage there is ridden out by reconnecting.
+    Returns why it stopped, and the (possibly new) target session.
+    """
+    while time.monotonic() - started < max_hold_s:
+        gone = source_gone()
+        if gone:
+            return gone, tgt
         try:
             if tgt.closed:
                 tgt = target.connect(app, autocommit=True)
-            state.set_run(tgt, run_id, snapshot_released_at=_now(tgt))
-            tgt.close()
-        except Exception:  # noqa: BLE001 - best effort on the way out
-            pass
-    log.info("snapshot %s of slot %s released (%s) after %.0fs", snapshot_id, rep["slot"], reason,
-             time.monotonic() - started)
+            run = state.get_run(tgt, run_id)
+            if run is None:
+                return "run row removed", tgt
+            if run["release_requested"] or run["snapshot_id"] != snapshot_id:
+                return "released", tgt
+            tgt.execute(state.q("UPDATE {s}.runs SET holder_heartbeat = now() WHERE run_id = %s"), (run_id,))
+        except (psycopg.Error, MigrationError) as exc:
+            log.warning("target unreachable (%s); still holding the snapshot", str(exc).strip().splitlines()[0])
+            if not tgt.closed:
+                tgt.close()
+        time.sleep(HEARTBEAT_S)
+    return "timeout", tgt
+
+
+def _mark_released(target: Endpoint, tgt: psycopg.Connection, run_id: str, app: str) -> None:
+    try:
+        if tgt.closed:
+            tgt = target.connect(app, autocommit=True)
+        state.set_run(tgt, run_id, snapshot_released_at=_now(tgt))
+        tgt.close()
+    except Exception:  # noqa: BLE001 - best effort on the way out
+        pass
 
 
 def _now(conn):
