@@ -24,7 +24,8 @@ import pytest
 from psycopg import sql
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+# The product owner's material beside the repo (../shared); $PG_MIGRATION_SHARED_DIR overrides.
+SHARED = Path(os.environ.get("PG_MIGRATION_SHARED_DIR") or REPO.parent / "shared")
 sys.path.insert(0, str(REPO))
 
 from include.pg_migration.conn import Endpoint  # noqa: E402
