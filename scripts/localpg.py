@@ -834,7 +834,7 @@ def stop_server(name: str, mode: str = "fast") -> None:
 
 
 def down(include_pg18: bool = False) -> None:
-    names = [*DEFAULT_SERVERS, *(["pg18"] if include_pg18 else [])]
+    names = [*DEFAULT_SERVERS, *(["pg18", "scratch"] if include_pg18 else [])]
     with _lock():
         for name in names:
             st = _state(SPECS[name])
