@@ -42,10 +42,10 @@ def code_root() -> Path:
     return CODE["root"]
 
 
-def export_head(work: Path) -> tuple[Path, str]:
-    """``git archive HEAD`` into ``work/code-<sha>`` (re-used), with the repo's .venv linked in."""
-    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
-                         check=True).stdout.strip()
+def export_head(work: Path, rev: str = "HEAD") -> tuple[Path, str]:
+    """``git archive <rev>`` into ``work/code-<sha>`` (re-used), with the repo's .venv linked in."""
+    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", f"{rev}^{{commit}}"], capture_output=True,
+                         text=True, check=True).stdout.strip()
     dest = work / f"code-{sha[:12]}"
     if not (dest / ".exported").exists():
         dest.mkdir(parents=True, exist_ok=True)

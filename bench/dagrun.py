@@ -80,6 +80,9 @@ class AirflowStack:
                 "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
                 "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
                 "AIRFLOW__CORE__FERNET_KEY": "",
+                # Only the benchmark's triggered runs: scheduled DAGs of the repo (the rehearsal DAG) would
+                # otherwise start runs of their own in the same pool, against the same source.
+                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
                 **connections,
             }
         )
@@ -127,8 +130,25 @@ class AirflowStack:
             time.sleep(1)
         else:
             raise RuntimeError(f"the DAG was not parsed / api-server not up within 300 s; see {self.home}")
+        try:
+            self.pause_others()
+        except (urllib.error.URLError, OSError, ValueError, KeyError) as exc:
+            log(f"(could not pause the other DAGs: {exc}; scheduled runs are off anyway)")
         self.ready_s = time.monotonic() - started
         log(f"airflow stack up in {self.ready_s:.1f}s (api-server :{self.port}, pool {self.pool_size})")
+
+    def pause_others(self) -> None:
+        """Pause every DAG but pg_migration (nothing else may take pool slots or CPU during a row)."""
+        req = urllib.request.Request(self.base + "/api/v2/dags?dag_id_pattern=%25&limit=100")
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            dags = json.loads(resp.read())["dags"]
+        for d in dags:
+            if d["dag_id"] != DAG_ID and not d.get("is_paused"):
+                patch = urllib.request.Request(
+                    f"{self.base}/api/v2/dags/{d['dag_id']}", data=json.dumps({"is_paused": True}).encode(),
+                    method="PATCH", headers={"Content-Type": "application/json"},
+                )
+                urllib.request.urlopen(patch, timeout=30).close()
 
     def stop(self) -> None:
         for proc in self.procs.values():

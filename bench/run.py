@@ -92,8 +92,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="1 (default): also run the diagnostic 'data path without Airflow' (BENCH_DATAPATH)")
     p.add_argument("--quiet-wait", type=float, default=float(env.get("BENCH_QUIET_WAIT", 300)),
                    help="before each row wait up to this many s for the shared machine to be quiet (BENCH_QUIET_WAIT)")
-    p.add_argument("--code", choices=("worktree", "head"), default=env.get("BENCH_CODE", "worktree"),
-                   help="code under test: the work tree (default) or an export of the committed HEAD (BENCH_CODE)")
+    p.add_argument("--code", default=env.get("BENCH_CODE", "worktree"),
+                   help="code under test: 'worktree' (default), 'head' or a commit: an export of it (BENCH_CODE)")
+    p.add_argument("--merge-from", type=Path, default=env.get("BENCH_MERGE_FROM") or None,
+                   help="results JSON of an earlier run on the same source: its rows that this run does not "
+                        "re-run are kept, marked with from_run (BENCH_MERGE_FROM)")
     p.add_argument("--dag-timeout", type=float, default=float(env.get("BENCH_DAG_TIMEOUT", 6 * 3600)))
     args = p.parse_args(argv)
     args.rows = [r.strip() for r in args.rows.split(",") if r.strip()]
@@ -214,6 +217,8 @@ class Bench:
         self.source_bytes = db_size(source, self.src_db)
         self.source_info["schemas"] = schema_bytes(source, self.src_db)
         self.src_fp = source_fingerprint(source, self.src_db, args.jobs)
+        if args.merge_from:
+            self.merge(args.merge_from)
         try:
             for name in MIGRATION_ROWS:
                 if name == "dag" and args.datapath and "dag" in args.rows:
@@ -238,6 +243,23 @@ class Bench:
                 log(f"dropping the source {self.src_db} (BENCH_KEEP_SOURCE=1 keeps it)")
                 drop_db(source, self.src_db)
         return self.results()
+
+    def merge(self, path: Path) -> None:
+        """Keep the rows of an earlier run (same source database and scale) that this run does not re-run."""
+        old = json.loads(path.read_text())
+        if old.get("scale") != self.args.scale or old.get("source", {}).get("database") != self.src_db:
+            raise SystemExit(f"bench: {path} is of another source ({old.get('source')}, scale {old.get('scale')})")
+        for r in old["rows"]:
+            if r["name"] not in self.args.rows:
+                row = {**r.get("detail", {}), "name": r["name"], "verified": r["verified"],
+                       "from_run": old.get("started_at"), "from_code": old.get("code")}
+                for key in ("wall_s", "skipped", "error"):
+                    if r.get(key) is not None:
+                        row[key] = r[key]
+                self.rows[r["name"]] = row
+        if ("dag" not in self.args.rows or not self.args.datapath) and old.get("diagnostics"):
+            self.diagnostics.update(old["diagnostics"])
+        log(f"kept rows {sorted(set(self.rows))} of the run of {old.get('started_at')} ({path})")
 
     # -- migration rows --
     def migration_row(self, name: str) -> None:
@@ -494,10 +516,11 @@ class Bench:
                 "ratio_to_best_other": round(wall / best, 3) if wall and best else None,
                 "other_cpu_share": (r.get("where_time_goes") or {}).get("other_cpu_share"),
             }
-            for key in ("skipped", "error"):
+            for key in ("skipped", "error", "from_run"):
                 if r.get(key):
                     out[key] = r[key]
-            out["detail"] = {k: v for k, v in r.items() if k not in ("name", "wall_s", "verified", "skipped", "error")}
+            out["detail"] = {k: v for k, v in r.items()
+                             if k not in ("name", "wall_s", "verified", "skipped", "error", "from_run")}
             rows_out.append(out)
         return {
             "machine": machine(),
@@ -583,6 +606,8 @@ def table(data: dict[str, Any]) -> str:
             lines.append(f"\n{r['name']} skipped: {r['skipped']}")
         if r.get("error"):
             lines.append(f"\n{r['name']} failed: {r['error'][:500]}")
+        if r.get("from_run"):
+            lines.append(f"\n{r['name']}: kept from the run started {r['from_run']} (same source database)")
     lines += ["", "others' CPU: share of the machine's CPU used during the row by processes this run did not start "
               "(the machine is shared with colleagues' test runs).", "", "Targets (same run):", "",
               "| target | value | limit | met |", "|---|---:|---:|:---:|"]
@@ -656,9 +681,9 @@ def main(argv: list[str] | None = None) -> int:
     except BlockingIOError:
         print("bench: another benchmark run holds .local/bench/.lock", file=sys.stderr)
         return 1
-    if args.code == "head":
-        CODE["root"], sha = export_head(WORK)
-        log(f"code under test: committed HEAD {sha[:12]} exported to {CODE['root']}")
+    if args.code != "worktree":
+        CODE["root"], sha = export_head(WORK, "HEAD" if args.code == "head" else args.code)
+        log(f"code under test: commit {sha[:12]} ({args.code}) exported to {CODE['root']}")
     bench = Bench(args)
     os.environ["BENCH_RUN"] = bench.work.name  # inherited by every process the run starts (CPU accounting)
     log(f"benchmark: scale {args.scale:g}, N={args.jobs}, rows {', '.join(args.rows)}; logs in {bench.work}")
