@@ -609,7 +609,8 @@ def table(data: dict[str, Any]) -> str:
         if r.get("from_run"):
             lines.append(f"\n{r['name']}: kept from the run started {r['from_run']} (same source database)")
     lines += ["", "others' CPU: share of the machine's CPU used during the row by processes this run did not start "
-              "(the machine is shared with colleagues' test runs).", "", "Targets (same run):", "",
+              "(the machine is shared with colleagues' test runs).", "",
+              "Targets (ratios between the rows above; a row kept from an earlier run says so):", "",
               "| target | value | limit | met |", "|---|---:|---:|:---:|"]
     for key, t in data["targets"].items():
         met = "–" if t["met"] is None else ("yes" if t["met"] else "NO")
