@@ -52,13 +52,19 @@ SELECT c.oid::bigint AS oid, n.nspname AS schema, c.relname AS name, c.relkind::
  ORDER BY n.nspname, c.relname
 """
 
-#: Columns a COPY moves (no dropped or generated ones), with whether binary COPY is safe for them.
+#: Columns a COPY moves (no dropped or generated ones), with whether binary COPY is safe for them:
+#: built-in types (same OIDs and wire format everywhere), enums, and domains over built-in types.
+#: Not arrays or composites of user-defined types: their binary form embeds type OIDs.
 COPY_COLUMNS = """
 SELECT a.attname AS name,
-       (t.oid < 16384 AND t.typsend <> 0 AND t.typreceive <> 0
-        AND (t.typelem = 0 OR t.typelem < 16384)) AS binary_ok
+       CASE WHEN t.typtype = 'e' THEN true  -- an enum's binary form is its label
+            WHEN t.typtype = 'd' THEN        -- a domain travels as its base type (checked on receipt)
+                 b.oid < 16384 AND b.typsend <> 0 AND b.typreceive <> 0 AND (b.typelem = 0 OR b.typelem < 16384)
+            ELSE t.oid < 16384 AND t.typsend <> 0 AND t.typreceive <> 0 AND (t.typelem = 0 OR t.typelem < 16384)
+       END AS binary_ok
   FROM pg_catalog.pg_attribute a
   JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+  LEFT JOIN pg_catalog.pg_type b ON b.oid = t.typbasetype
  WHERE a.attrelid = %(oid)s AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
  ORDER BY a.attnum
 """
