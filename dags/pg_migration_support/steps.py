@@ -15,7 +15,7 @@ from include.pg_migration import report as rpt
 from include.pg_migration import snapshot as snap
 from include.pg_migration.errors import MigrationError, PlanError, SnapshotLost
 from include.pg_migration.runner import local_env, run_local, worker_env
-from include.pg_migration.validate import validate_schema
+from include.pg_migration.validate import validate_and_record
 
 log = logging.getLogger("airflow.task")
 
@@ -147,26 +147,10 @@ def validate(params: dict[str, Any], run_id: str, schema: str) -> dict[str, Any]
             snapshot_id = snap.check_alive(target, run_id)
         except MigrationError:
             snapshot_id = None
-    result = validate_schema(
-        source,
-        target,
-        schema,
-        run_id=None if params["validate_only"] else run_id,
-        mode=params["validation"],
-        snapshot_id=snapshot_id,
+    return validate_and_record(
+        source, target, schema, run_id, run_id=None if params["validate_only"] else run_id,
+        mode=params["validation"], snapshot_id=snapshot_id, logger=log,
     )
-    with target.connect(autocommit=True) as conn:
-        state.save_validation(conn, run_id, schema, result.to_dict())
-    for m in result.mismatches:
-        log.error("MISMATCH %s", m)
-    log.info(
-        "schema %s: %d table(s) checked, %d mismatch(es) in %.1fs",
-        schema,
-        len(result.tables),
-        len(result.mismatches),
-        result.seconds,
-    )
-    return {"schema": schema, "ok": result.ok, "mismatches": len(result.mismatches)}
 
 
 def report(params: dict[str, Any], run_id: str, dag_id: str, ti) -> dict[str, Any]:

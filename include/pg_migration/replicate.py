@@ -1567,21 +1567,9 @@ def cutover_validate(
     source: Endpoint, target: Endpoint, cutover_run_id: str, schema: str, mode: str = "counts"
 ) -> dict[str, Any]:
     """Validate one schema live on both sides (writes are stopped): counts, checksums, structure, sequences."""
-    from include.pg_migration.validate import validate_schema
+    from include.pg_migration.validate import validate_and_record
 
-    result = validate_schema(source, target, schema, run_id=None, mode=mode)
-    with target.connect("pg_migration cutover", autocommit=True) as tgt:
-        state.save_validation(tgt, cutover_run_id, schema, result.to_dict())
-    for m in result.mismatches:
-        log.error("MISMATCH %s", m)
-    log.info(
-        "schema %s: %d table(s) checked, %d mismatch(es) in %.1fs",
-        schema,
-        len(result.tables),
-        len(result.mismatches),
-        result.seconds,
-    )
-    return {"schema": schema, "ok": result.ok, "mismatches": len(result.mismatches)}
+    return validate_and_record(source, target, schema, cutover_run_id, mode=mode, logger=log)
 
 
 def cutover_finish(

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -317,3 +318,19 @@ def validate_database(source: Endpoint, target: Endpoint) -> dict[str, Any]:
     for role, setting in sorted(settings[0] - settings[1]):
         mismatches.append(f"setting {setting!r} of {role} missing on the target")
     return {"large_objects": {"source": lo[0], "target": lo[1]}, "mismatches": mismatches}
+
+
+def validate_and_record(source: Endpoint, target: Endpoint, schema: str, record_as: str, *,
+                        run_id: str | None = None, mode: str = "counts", snapshot_id: str | None = None,
+                        logger: logging.Logger | None = None) -> dict[str, Any]:
+    """:func:`validate_schema`, stored in ``_pg_migration.validations`` under ``record_as`` (the
+    report reads it from there) and logged; returns a short summary."""
+    logger = logger or logging.getLogger(__name__)
+    result = validate_schema(source, target, schema, run_id=run_id, mode=mode, snapshot_id=snapshot_id)
+    with target.connect("pg_migration validate", autocommit=True) as conn:
+        state.save_validation(conn, record_as, schema, result.to_dict())
+    for m in result.mismatches:
+        logger.error("MISMATCH %s", m)
+    logger.info("schema %s: %d table(s) checked, %d mismatch(es) in %.1fs", schema, len(result.tables),
+                len(result.mismatches), result.seconds)
+    return {"schema": schema, "ok": result.ok, "mismatches": len(result.mismatches)}
