@@ -167,6 +167,30 @@ def _airflow_env(home: Path, extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def standalone_env(home: Path, port: int, extra: dict[str, str]) -> dict[str, str]:
+    """Environment of a local `bin/airflow standalone` on free ports (simple auth manager), plus ``extra``."""
+    base = f"http://127.0.0.1:{port}"
+    return _airflow_env(home, {
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__BASE_URL": base,
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base}/execution/",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
+        **extra,
+    })
+
+
 @dataclass
 class DagRunResult:
     state: str

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -26,16 +25,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, _airflow_env
+from tests.conftest import REPO, free_port, standalone_env
 
 ARTIFACTS = REPO / "test-artifacts"
 STARTUP_TIMEOUT_S = 120
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get(url: str, cookie: str | None = None) -> tuple[int, dict[str, str], bytes]:
@@ -66,21 +61,12 @@ class Stack:
     """``bin/airflow standalone`` in its own process group, stopped by that group's id."""
 
     def __init__(self, home: Path, log: Path, reports: Path):
-        self.port = _free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.home = home
         self.log = log
-        self.env = _airflow_env(home, {
-            "AIRFLOW__API__PORT": str(self.port),
-            "AIRFLOW__API__HOST": "127.0.0.1",
-            "AIRFLOW__API__BASE_URL": self.base,
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.base}/execution/",
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(_free_port()),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(_free_port()),
+        self.env = standalone_env(home, self.port, {
             "AIRFLOW__CORE__PARALLELISM": "2",
-            "AIRFLOW__CORE__AUTH_MANAGER":
-                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
             "PG_MIGRATION_REPORTS": str(reports),
