@@ -4,9 +4,17 @@ For each table, largest first, in one target transaction:
 
     TRUNCATE ONLY t                      -- a retried table starts empty (ONLY: never a child's rows)
     COPY t (cols) FROM STDIN (FORMAT binary, FREEZE)  <-  COPY t (cols) TO STDOUT (FORMAT binary)
-    SELECT count(*) FROM ONLY t          -- the target's count, checked against the COPY's own count
+                                         -- rows read == rows written, or the transaction rolls back
     INSERT INTO _pg_migration.tables ... -- the record commits with the rows or not at all
     COMMIT
+
+The source side is a ``psql`` child (:class:`PsqlSource`) running ``\\copy ... to pstdout`` in the
+unit's snapshot (exported by the unit's own source session, so it outlives the run's holder): the
+rows never pass through Python's per-row loop, the worker only hands 1 MiB blocks of the pipe to the
+target's COPY (a quarter of the CPU of reading row by row in Python; bench/copy_variants.py). The
+target's COPY commits only after psql exited 0 and reported as many rows as the target took; a psql
+that dies mid-stream aborts the target's COPY (a truncated stream is never committed). Without a
+fitting ``psql`` (or for a name psql's ``\\copy`` cannot carry), the same COPY is read in Python.
 
 The source side runs inside the run's exported snapshot (or the unit's own, ``consistent=false``);
 ``COPY t TO STDOUT`` of a table never includes its inheritance children or partitions, so every
@@ -20,10 +28,15 @@ primary/unique keys (the post-data entries the plan assigned to it), then ANALYZ
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import queue
+import re
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,10 +44,10 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from include.pg_migration import catalog, state
+from include.pg_migration import catalog, pgtools, state
 from include.pg_migration.conn import Endpoint
-from include.pg_migration.errors import UnitFailed
-from include.pg_migration.sessions import apply_settings
+from include.pg_migration.errors import ConfigError, UnitFailed
+from include.pg_migration.sessions import SOURCE_SETTINGS, TEXT_SETTINGS, apply_settings
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +73,94 @@ SELECT seq, kind, name, schema_name, table_schema, table_name, statement, applie
  WHERE run_id = %s AND table_schema = %s AND table_name = %s AND kind IN ('INDEX', 'CONSTRAINT')
  ORDER BY seq
 """
+
+
+class PsqlSource:
+    """The source side of a unit's COPY streams: one ``psql`` child per table, in the unit's snapshot.
+
+    Made from the unit's open source session (REPEATABLE READ, in the run's snapshot or its own):
+    that session exports its snapshot, and every ``psql`` imports it, so all tables are read in
+    the same cut. Endpoint settings and the password reach psql through its environment
+    (``Endpoint.libpq_env``), never its arguments; its sessions carry the unit's tag, so a retry
+    ends a killed attempt's streams like its other sessions.
+    """
+
+    #: Read size from the pipe (and requested pipe capacity): blocks handed to the target's COPY.
+    BLOCK = WRITE_BATCH
+    #: Keepalives as in ``Endpoint.conninfo`` (libpq has no environment variables for them).
+    CONNINFO = "keepalives=1 keepalives_idle=30 keepalives_interval=10 keepalives_count=3"
+
+    def __init__(self, source: Endpoint, app: str, src: psycopg.Connection):
+        self.psql = pgtools.choose(src.info.server_version, "psql").path
+        self.env = pgtools.child_env(source.libpq_env(app))
+        self.snapshot = src.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()[0]
+        self.prologue = [
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+            sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(self.snapshot)).as_string(src),
+        ]
+        for name, value in {**SOURCE_SETTINGS, **TEXT_SETTINGS}.items():
+            self.prologue.append(sql.SQL("SET {} = {}").format(sql.Identifier(name), sql.Literal(value)).as_string(src))
+        self.quote = lambda part: part.as_string(src)
+
+    @classmethod
+    def for_unit(cls, source: Endpoint, app: str, src: psycopg.Connection) -> PsqlSource | None:
+        """A PsqlSource, or None (rows then go through Python) when no fitting psql is installed."""
+        try:
+            return cls(source, app, src)
+        except ConfigError as exc:
+            log.warning("reading the source in Python: %s", exc)
+            return None
+
+    @staticmethod
+    def can_carry(*names: str) -> bool:
+        """``\\copy`` is one line: names with line breaks go through Python instead."""
+        return not any(ch in name for name in names for ch in "\r\n")
+
+    @contextlib.contextmanager
+    def stream(self, schema: str, table: str, columns: list[str], binary: bool) -> Iterator[_PsqlStream]:
+        what = sql.SQL("{} ({})").format(ident(schema, table), sql.SQL(", ").join(map(sql.Identifier, columns)))
+        fmt = "binary" if binary else "text"
+        args = [self.psql, "-X", "-d", self.CONNINFO, "-o", "/dev/stderr", "-v", "ON_ERROR_STOP=1"]
+        for command in [*self.prologue, f"\\copy {self.quote(what)} to pstdout with (format {fmt})", "COMMIT"]:
+            args += ["-c", command]
+        proc = subprocess.Popen(
+            args, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        with contextlib.suppress(OSError):  # bigger pipe, fewer wake-ups (capped by fs.pipe-max-size)
+            fcntl.fcntl(proc.stdout.fileno(), 1031, self.BLOCK)  # F_SETPIPE_SZ
+        stream = _PsqlStream(proc, f"{schema}.{table}")
+        try:
+            yield stream
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+
+
+class _PsqlStream:
+    COPIED = re.compile(r"^COPY (\d+)$", re.MULTILINE)
+
+    def __init__(self, proc: subprocess.Popen, name: str):
+        self.proc = proc
+        self.name = name
+
+    def blocks(self) -> Iterator[bytes]:
+        read = self.proc.stdout.read
+        while block := read(PsqlSource.BLOCK):
+            yield block
+
+    def finish(self) -> int:
+        """psql's exit and its ``COPY n``: the rows read from the source. Raises UnitFailed if it failed."""
+        output = self.proc.stderr.read().decode("utf-8", "replace")
+        status = self.proc.wait()
+        copied = self.COPIED.findall(output)
+        if status != 0 or len(copied) != 1:
+            errors = [line for line in output.splitlines() if "ERROR" in line or "FATAL" in line or "psql:" in line]
+            why = errors[0] if errors else (output.strip().splitlines() or [f"exit status {status}"])[-1]
+            raise UnitFailed(f"table {self.name}: reading the source failed (psql exit {status}): {why}")
+        return int(copied[0])
 
 
 @dataclass
@@ -88,6 +189,7 @@ def copy_table(
     unit_id: str,
     snapshot_id: str | None,
     allow_binary: bool,
+    reader: PsqlSource | None = None,
 ) -> TableResult:
     """Copy one table in one target transaction (see module doc). Raises UnitFailed naming it."""
     started = time.monotonic()
@@ -119,30 +221,24 @@ def copy_table(
                 tgt.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER USER").format(name))
             tgt.execute(sql.SQL("TRUNCATE ONLY {}").format(name))
             freeze = sql.SQL(", FREEZE") if not triggers else sql.SQL("")
-            copy_out = sql.SQL("COPY {} ({}) TO STDOUT (FORMAT {})").format(name, col_list, fmt)
             copy_in = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {}{})").format(name, col_list, fmt, freeze)
-            with src.cursor() as scur, tgt.cursor() as tcur:
-                with scur.copy(copy_out) as out, tcur.copy(copy_in) as into:
-                    # Rows arrive one per chunk: hand them to libpq in ~1 MiB writes (half the
-                    # worker's CPU per byte, measured in bench/copy_variants.py).
-                    batch = bytearray()
-                    for chunk in out:
-                        batch += chunk
-                        if len(batch) >= WRITE_BATCH:
-                            result.bytes += len(batch)
-                            into.write(batch)
-                            batch = bytearray()
-                    if batch:
-                        result.bytes += len(batch)
-                        into.write(batch)
-                result.source_rows = scur.rowcount
-                result.target_rows = tgt.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(name)).fetchone()[0]
+            columns = [c for c, _ in cols]
+            with tgt.cursor() as tcur:
+                if reader is not None and reader.can_carry(schema, table, *columns):
+                    with tcur.copy(copy_in) as into, reader.stream(schema, table, columns, binary) as stream:
+                        for block in stream.blocks():
+                            result.bytes += len(block)
+                            into.write(block)
+                        result.source_rows = stream.finish()  # raises inside the COPY: it is aborted
+                else:
+                    result.source_rows = _copy_through_python(src, tcur, name, col_list, fmt, copy_in, result)
+                result.target_rows = tcur.rowcount
             if triggers:
                 tgt.execute(sql.SQL("ALTER TABLE {} ENABLE TRIGGER USER").format(name))
             if result.target_rows != result.source_rows:
                 raise UnitFailed(
                     f"table {schema}.{table}: {result.source_rows} rows read from the source snapshot but "
-                    f"{result.target_rows} in the target after loading"
+                    f"{result.target_rows} loaded into the target"
                 )
             result.seconds = time.monotonic() - started
             tgt.execute(
@@ -172,6 +268,32 @@ def copy_table(
         result.seconds,
     )
     return result
+
+
+def _copy_through_python(
+    src: psycopg.Connection,
+    tcur: psycopg.Cursor,
+    name: sql.Identifier,
+    col_list: sql.Composable,
+    fmt: sql.Composable,
+    copy_in: sql.Composable,
+    result: TableResult,
+) -> int:
+    """The source's COPY read in Python; rows arrive one per chunk and leave in ~1 MiB writes."""
+    copy_out = sql.SQL("COPY {} ({}) TO STDOUT (FORMAT {})").format(name, col_list, fmt)
+    with src.cursor() as scur:
+        with scur.copy(copy_out) as out, tcur.copy(copy_in) as into:
+            batch = bytearray()
+            for chunk in out:
+                batch += chunk
+                if len(batch) >= WRITE_BATCH:
+                    result.bytes += len(batch)
+                    into.write(batch)
+                    batch = bytearray()
+            if batch:
+                result.bytes += len(batch)
+                into.write(batch)
+        return scur.rowcount
 
 
 def _pg_message(exc: psycopg.Error) -> str:

@@ -133,7 +133,7 @@ def dump_schema(
         args.append(f"--snapshot={snapshot}")
     for schema in schemas:
         args += ["--schema", quote_pattern(schema)]
-    env = {**_base_env(), **source.libpq_env(application_name)}
+    env = child_env(source.libpq_env(application_name))
     proc = subprocess.run(args, env=env, capture_output=True, text=True, start_new_session=True)
     if proc.returncode != 0:
         err = proc.stderr.strip()
@@ -148,6 +148,11 @@ def dump_schema(
 def _base_env() -> dict[str, str]:
     keep = ("PATH", "LANG", "LC_ALL", "HOME", "TZ")
     return {k: os.environ[k] for k in keep if k in os.environ}
+
+
+def child_env(libpq_env: dict[str, str]) -> dict[str, str]:
+    """A client tool's whole environment: the endpoint's libpq variables on a clean base (no stray PG*)."""
+    return {**_base_env(), **libpq_env}
 
 
 def split_entries(text: str) -> tuple[list[str], list[Entry]]:

@@ -32,7 +32,7 @@ from typing import Any
 
 from include.pg_migration import state
 from include.pg_migration.conn import Endpoint
-from include.pg_migration.copy import IndexBuilder, copy_table
+from include.pg_migration.copy import IndexBuilder, PsqlSource, copy_table
 from include.pg_migration.errors import ConfigError, MigrationError, SnapshotLost, UnitFailed
 from include.pg_migration.sessions import end_stale_sessions, hold_unit_lock, lock_key, open_source_snapshot, tag
 
@@ -75,6 +75,7 @@ def run_data_unit(source: Endpoint, target: Endpoint, run_id: str, unit_id: str)
             with src, target.connect(app) as load:
                 server_version = load.info.server_version
                 allow_binary = server_version >= src.info.server_version // 10000 * 10000
+                reader = PsqlSource.for_unit(source, app, src)
                 for table in unit["tables"]:
                     done = loaded.get((unit["schema"], table))
                     if done and done["source_rows"] == done["target_rows"] and (done["run_id"] == run_id or resume):
@@ -83,7 +84,7 @@ def run_data_unit(source: Endpoint, target: Endpoint, run_id: str, unit_id: str)
                         )
                     else:
                         result = copy_table(
-                            src, load, unit["schema"], table, run_id, unit_id, snapshot_id, allow_binary
+                            src, load, unit["schema"], table, run_id, unit_id, snapshot_id, allow_binary, reader
                         )
                         total_bytes += result.bytes
                     builder.submit(unit["schema"], table)
