@@ -18,7 +18,9 @@ the phase can be retried.
 from __future__ import annotations
 
 import logging
+import queue
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -332,7 +334,16 @@ def _store_post_data(
 
 
 def run_post_data(source: Endpoint, target: Endpoint, run_id: str, app: str) -> dict[str, Any]:
-    """Apply the remaining post-data entries, set sequences, carry settings over, analyze."""
+    """Apply the remaining post-data entries, set sequences, carry settings over, analyze.
+
+    Two passes. In dump order, on one session: every entry, foreign keys on plain tables added
+    ``NOT VALID`` (instant: no scan). Then, on ``pool_size`` sessions at once (pgcopydb's parallel
+    constraint phase): ``VALIDATE CONSTRAINT`` of those keys, largest referencing table first (it
+    takes SHARE UPDATE EXCLUSIVE on the referencing table and ROW SHARE on the referenced one, so
+    validations never deadlock each other), the materialized views' refreshes in dump order on a
+    lane of their own, and ANALYZE of partitioned parents. A key is recorded as applied only once
+    validated, so a retry validates what an interrupted attempt left NOT VALID.
+    """
     failures: list[str] = []
     warnings: list[str] = []
     with target.connect(app, autocommit=True) as tgt:
@@ -342,48 +353,147 @@ def run_post_data(source: Endpoint, target: Endpoint, run_id: str, app: str) -> 
         apply_settings(tgt, {"maintenance_work_mem": "512MB"})
         with tgt.cursor(row_factory=dict_row) as cur:
             entries = cur.execute(state.q("SELECT * FROM {s}.ddl WHERE run_id = %s ORDER BY seq"), (run_id,)).fetchall()
-        not_valid: list[dict[str, Any]] = []
+        to_validate: list[dict[str, Any]] = []
+        refreshes: list[dict[str, Any]] = []
         for entry in entries:
-            if entry["applied_at"] is not None and entry["kind"] != "MATVIEW REFRESH":
+            if entry["kind"] == "MATVIEW REFRESH":
+                refreshes.append(entry)  # always: a resumed run may have reloaded its tables
                 continue
+            if entry["applied_at"] is not None:
+                continue
+            deferred_fk = entry["kind"] == "FK CONSTRAINT" and _fk_can_be_not_valid(tgt, entry)
             if ddl_exists(tgt, entry):
-                _mark(tgt, run_id, entry)
+                if deferred_fk and not _fk_validated(tgt, entry):
+                    to_validate.append(entry)  # an interrupted attempt added it NOT VALID
+                else:
+                    _mark(tgt, run_id, entry)
                 continue
             statement = entry["statement"]
-            if entry["kind"] == "FK CONSTRAINT" and not consistent and _fk_can_be_not_valid(tgt, entry):
+            if deferred_fk:
                 statement = re.sub(r";\s*$", " NOT VALID;", statement)
-                not_valid.append(entry)
             try:
                 with tgt.transaction():
                     tgt.execute(statement)
-                _mark(tgt, run_id, entry)
+                if deferred_fk:
+                    to_validate.append(entry)
+                else:
+                    _mark(tgt, run_id, entry)
             except psycopg.Error as exc:
                 message = f"{entry['kind']} {entry['schema_name']}.{entry['name']}: {str(exc).strip().splitlines()[0]}"
                 (warnings if entry["kind"] in SOFT_KINDS else failures).append(message)
-        for entry in not_valid:  # per-unit snapshots: validate cross-table keys now, name violations
-            conname = entry["name"][len(entry["table_name"]) + 1 :]
-            try:
-                tgt.execute(
-                    sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
-                        sql.Identifier(entry["table_schema"], entry["table_name"]), sql.Identifier(conname)
-                    )
-                )
-            except psycopg.Error as exc:
-                failures.append(
-                    f"foreign key {entry['table_schema']}.{entry['table_name']}.{conname} is violated "
-                    f"(rows changed between unit snapshots): {str(exc).strip().splitlines()[0]}"
-                )
+        partitioned = tgt.execute(PARTITIONED_TABLES, {"schemas": schemas}).fetchall()
+        sizes = {
+            (e["table_schema"], e["table_name"]): tgt.execute(TABLE_BYTES, _table_params(e)).fetchone()[0] or 0
+            for e in to_validate
+        }
+        to_validate.sort(key=lambda e: -sizes[(e["table_schema"], e["table_name"])])
+        jobs: list[tuple[str, Any]] = [("refresh", refreshes)] if refreshes else []
+        jobs += [("validate", e) for e in to_validate] + [("analyze", t) for t in partitioned]
+        workers = max(1, min(MAX_POST_DATA_SESSIONS, int(run["params"].get("pool_size") or 2), len(jobs)))
+        failures += _parallel(target, app, run_id, jobs, workers, consistent)
         sequences = _set_sequences(source, tgt, schemas, app)
         warnings += _database_settings(source, target, tgt, app)
-        for schema, table in tgt.execute(PARTITIONED_TABLES, {"schemas": schemas}).fetchall():
-            tgt.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(schema, table)))
-        detail = {"failures": failures, "warnings": warnings, "sequences": sequences, "not_valid_fks": len(not_valid)}
+        detail = {
+            "failures": failures,
+            "warnings": warnings,
+            "sequences": sequences,
+            "not_valid_fks": len(to_validate),
+            "sessions": workers,
+        }
         state.set_phase(tgt, run_id, "post-data", "failed" if failures else "done", detail)
     for w in warnings:
         log.warning("post-data: %s", w)
     if failures:
         raise UnitFailed(f"post-data: {len(failures)} statement(s) failed: " + "; ".join(failures))
     return detail
+
+
+#: Upper bound of post-data's parallel sessions (pool_size below it wins).
+MAX_POST_DATA_SESSIONS = 8
+
+FK_VALIDATED = """
+SELECT k.convalidated FROM pg_catalog.pg_constraint k
+ WHERE k.conname = %(name)s
+   AND k.conrelid = pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %(schema)s::text, %(table)s::text))
+"""
+
+TABLE_BYTES = """
+SELECT pg_catalog.pg_relation_size(pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %(schema)s::text,
+       %(table)s::text)))
+"""
+
+
+def _conname(entry: dict[str, Any]) -> str:
+    return entry["name"][len(entry["table_name"]) + 1 :]
+
+
+def _table_params(entry: dict[str, Any]) -> dict[str, str]:
+    return {"schema": entry["table_schema"], "table": entry["table_name"], "name": _conname(entry)}
+
+
+def _fk_validated(tgt: psycopg.Connection, entry: dict[str, Any]) -> bool:
+    row = tgt.execute(FK_VALIDATED, _table_params(entry)).fetchone()
+    return bool(row and row[0])
+
+
+def _parallel(
+    target: Endpoint, app: str, run_id: str, jobs: list[tuple[str, Any]], workers: int, consistent: bool
+) -> list[str]:
+    """Run post-data's independent jobs on ``workers`` target sessions; return the failures."""
+    if not jobs:
+        return []
+    sessions: queue.Queue[psycopg.Connection] = queue.Queue()
+    for _ in range(workers):
+        conn = target.connect(app, autocommit=True)
+        apply_settings(conn, {"maintenance_work_mem": "512MB"})
+        sessions.put(conn)
+
+    def run(job: tuple[str, Any]) -> list[str]:
+        conn = sessions.get()
+        try:
+            return _post_data_job(conn, run_id, job, consistent)
+        finally:
+            sessions.put(conn)
+
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="post-data") as pool:
+            return [failure for failures in pool.map(run, jobs) for failure in failures]
+    finally:
+        while not sessions.empty():
+            sessions.get().close()
+
+
+def _post_data_job(conn: psycopg.Connection, run_id: str, job: tuple[str, Any], consistent: bool) -> list[str]:
+    kind, what = job
+    if kind == "analyze":
+        conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(*what)))
+        return []
+    if kind == "refresh":
+        failures = []
+        for entry in what:
+            try:
+                conn.execute(entry["statement"])
+                _mark(conn, run_id, entry)
+            except psycopg.Error as exc:
+                failures.append(f"MATVIEW REFRESH {entry['schema_name']}.{entry['name']}: {_first_line(exc)}")
+        return failures
+    entry = what
+    name = f"{entry['table_schema']}.{entry['table_name']}.{_conname(entry)}"
+    try:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
+                sql.Identifier(entry["table_schema"], entry["table_name"]), sql.Identifier(_conname(entry))
+            )
+        )
+    except psycopg.Error as exc:
+        why = "" if consistent else " (rows changed between unit snapshots)"
+        return [f"foreign key {name} is violated{why}: {_first_line(exc)}"]
+    _mark(conn, run_id, entry)
+    return []
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _mark(tgt: psycopg.Connection, run_id: str, entry: dict[str, Any]) -> None:

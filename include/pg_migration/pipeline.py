@@ -75,7 +75,7 @@ class LocalRun:
                  log_dir: Path | None = None):
         self.source, self.target, self.run_id, self.dag_id = source, target, run_id, dag_id
         self.include, self.exclude, self.pool_size = include, exclude, pool_size
-        self.params = {"resume": resume, "consistent": consistent, "create_roles": create_roles}
+        self.params = {"resume": resume, "consistent": consistent, "create_roles": create_roles, "pool_size": pool_size}
         self.consistent = consistent
         self.log_dir = log_dir or Path("/tmp")
         self.plan: dict[str, Any] = {}
