@@ -24,7 +24,8 @@ def loaded(pair):
     with pair.source_su() as src:
         src.execute(DDL)
         src.execute(
-            "INSERT INTO s.facts SELECT g, '{\"k\": ' || g || '}', now(), ROW(g, -g)::s.pt FROM generate_series(1, %s) g",
+            "INSERT INTO s.facts SELECT g, '{\"k\": ' || g || '}', now(), ROW(g, -g)::s.pt"
+            " FROM generate_series(1, %s) g",
             (ROWS,),
         )
         src.execute("""INSERT INTO s."odd\nname" SELECT generate_series(1, 10)""")
