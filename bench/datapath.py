@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import json
+import logging
 import os
 import sys
 import time
@@ -25,6 +26,8 @@ from include.pg_migration.conn import Endpoint  # noqa: E402
 
 def main() -> int:
     jobs, run_id = int(sys.argv[1]), sys.argv[2]
+    # The workers' output, timestamped, on stderr (the run's datapath.log): where the time went.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     try:
         from include.pg_migration.pipeline import LocalRun
     except ImportError as exc:

@@ -100,7 +100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dag-timeout", type=float, default=float(env.get("BENCH_DAG_TIMEOUT", 6 * 3600)))
     args = p.parse_args(argv)
     args.rows = [r.strip() for r in args.rows.split(",") if r.strip()]
-    unknown = set(args.rows) - set(ALL_ROWS)
+    unknown = set(args.rows) - set(ALL_ROWS) - {"datapath"}  # datapath: the diagnostic alone
     if unknown:
         p.error(f"unknown row(s) {sorted(unknown)}; rows are {', '.join(ALL_ROWS)}")
     if args.jobs < 1 or args.scale <= 0:
@@ -221,7 +221,7 @@ class Bench:
             self.merge(args.merge_from)
         try:
             for name in MIGRATION_ROWS:
-                if name == "dag" and args.datapath and "dag" in args.rows:
+                if name == "dag" and args.datapath and ("dag" in args.rows or "datapath" in args.rows):
                     self.datapath_diagnostic()
                 if name in args.rows:
                     self.migration_row(name)
