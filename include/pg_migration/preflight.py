@@ -9,7 +9,7 @@ Checks (``check`` names are stable: tests, the ECS glue and the report rely on t
 
 ============================  ====================================================================
 server versions               source/target majors (an older target is a warning)
-pg_dump                       the client tool used (>= the source's major); pg_restore is not used
+pg_dump                       the client tools used (>= the source's major): pg_dump, psql; no pg_restore
 encoding                      database encodings: same, converting (LATIN1, WIN1252, ...), SQL_ASCII
 character data                values the target's encoding will refuse, named ``schema.table.column
                               (n rows)``: non-UTF-8 bytes in a SQL_ASCII source, WIN1252 bytes with
@@ -412,6 +412,11 @@ def _versions(src: psycopg.Connection, tgt: psycopg.Connection) -> list[dict[str
         )
         if tool.major > tv // 10000:
             note += f"; it is newer than the target ({tv // 10000}): settings the target lacks are dropped"
+        try:
+            psql = pgtools.choose(sv, "psql")
+            note += f"; psql {psql.version} reads the source's COPY streams"
+        except MigrationError:
+            note += "; no fitting psql: the workers read the source's COPY streams in Python (more CPU)"
         out.append(finding("pg_dump", "ok", note))
     except MigrationError as exc:
         out.append(finding("pg_dump", "blocking", str(exc)))
