@@ -7,9 +7,34 @@
   dump" -- information, not a failure. A target that differs from the snapshot count lost or
   gained rows: a failure.
 * **Checksums** (``validation="checksums"``) -- an order-independent checksum per table computed
-  in SQL on both sides: ``sum(hashtextextended(ROW(columns by name)::text, 0))`` plus the count.
-  Columns are taken by name (a child's column order can differ after a dump), and the session
-  settings that change a value's text are fixed on both sides. No row leaves the server.
+  in SQL on both sides: ``count(*) || ':' || sum(row hash)`` over ``FROM ONLY t``. No row leaves
+  the server. Columns are taken by name (a child's column order can differ after a dump); the
+  per-column expressions are decided once, from the SOURCE's catalog (:data:`COLUMN_HASHING`), and
+  the very same SQL runs on both sides. A target whose columns differ by name is reported without
+  hashing; one whose column types make that SQL fail is reported too (never an abort: the other
+  tables are still checked). The row hash is, by the two servers:
+
+  - both PostgreSQL 14+, same encoding (the usual case): ``hash_record_extended(ROW(...), seed)``,
+    each value hashed from its binary form by its type's own extended hash function -- no text is
+    rendered. Only for types whose hash is a function of the value alone, the same in any database
+    and as discriminating as their text (:data:`BINARY_HASHED_TYPES`: built-in base types in
+    ``pg_catalog`` with a default hash operator class that has an extended hash function, and
+    domains over them); arrays of them also hash ``array_dims`` (the array hash ignores the shape:
+    ``{1,2,3,4}`` = ``{{1,2},{3,4}}`` = ``[0:3]={1,2,3,4}``); ``numeric`` hashes its binary send
+    form (its hash ignores the scale and makes NaN = Infinity = -Infinity). Collatable values are
+    hashed under ``COLLATE "C"`` (a nondeterministic collation would hash 'A' = 'a'). Every other
+    column is hashed through its text (``col::text``): enums (``hashenum`` hashes the label's OID,
+    which differs between databases), composite types, domains over other types, extension types
+    (citext, hstore, ...), json, jsonb (its hash loses nesting: ``[[1],2]`` = ``[[1,2]]``), interval
+    (``'1 day'`` = ``'24 hours'`` in its hash), oid and reg* types, aclitem, types without a hash
+    operator class (point, xml, money, bit, ranges, ...). NULL hashes as 0, which no value does
+    under the (non-zero) seed: NULL, ``''``, ``0`` and ``0.0`` all differ.
+    Two differences the text checksum would see are ignored, both between values their types hold
+    equal: ``-0`` and ``0`` of float4/float8, and trailing blanks of ``character(n)``.
+  - either server older than 14 (no ``hash_record_extended``): ``hashtextextended(ROW(...)::text)``.
+  - encodings differ: an md5 of the row text's UTF-8 bytes (the same bytes on both sides).
+
+  The session settings that change a value's text are fixed on both sides.
 * **Structure** -- an inventory of tables, columns and types, indexes, constraints, views,
   materialized views, functions, triggers, sequences and privileges, per schema, diffed.
 * **Sequences** -- the target's value must be at least what post-data set (never behind); the
@@ -34,6 +59,52 @@ from include.pg_migration.sessions import SOURCE_SETTINGS, TEXT_SETTINGS, apply_
 SCHEMA_TABLES = """
 SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = %(schema)s AND c.relkind = 'r' ORDER BY c.relname
+"""
+
+#: Built-in types (``pg_catalog``) hashed from their binary form when the catalog also shows a default
+#: hash operator class with an extended hash function (amprocnum 2) -- see the module doc for why
+#: the others (enums, jsonb, interval, oid and reg* types, aclitem, ...) are hashed through their text.
+#: ``numeric`` hashes its binary send form (exact: scale, NaN, +-Infinity), never inside arrays.
+BINARY_HASHED_TYPES = (
+    "bool", "char", "int2", "int4", "int8", "float4", "float8", "numeric", "date", "time", "timetz",
+    "timestamp", "timestamptz", "uuid", "bytea", "text", "name", "bpchar", "inet", "macaddr", "macaddr8",
+    "pg_lsn", "tid", "xid", "xid8", "cid",
+)  # fmt: skip
+
+#: Per column of a table (by name): how it is hashed -- ``value`` (its own extended hash), ``numeric``
+#: (its binary send form), ``array`` (array hash and ``array_dims``) or ``text``; and whether it is
+#: collatable. A domain is judged by its base type. Run on the source (PostgreSQL 14+).
+COLUMN_HASHING = """
+WITH RECURSIVE col AS (
+    SELECT a.attname, a.atttypid AS typid
+      FROM pg_catalog.pg_attribute a
+      JOIN pg_catalog.pg_class c ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = %(schema)s AND c.relname = %(table)s AND a.attnum > 0 AND NOT a.attisdropped
+    UNION ALL
+    SELECT col.attname, t.typbasetype FROM col JOIN pg_catalog.pg_type t ON t.oid = col.typid WHERE t.typtype = 'd'
+), hashable AS (
+    SELECT t.oid, t.typname
+      FROM pg_catalog.pg_type t
+      JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace AND n.nspname = 'pg_catalog'
+     WHERE t.typtype = 'b' AND t.typname::pg_catalog.text = ANY(%(types)s::pg_catalog.text[])
+       AND EXISTS (SELECT FROM pg_catalog.pg_opclass oc
+                     JOIN pg_catalog.pg_am am ON am.oid = oc.opcmethod AND am.amname = 'hash'
+                     JOIN pg_catalog.pg_amproc p ON p.amprocfamily = oc.opcfamily AND p.amprocnum = 2
+                                                AND p.amproclefttype = t.oid AND p.amprocrighttype = t.oid
+                    WHERE oc.opcintype = t.oid AND oc.opcdefault)
+)
+SELECT col.attname,
+       CASE WHEN h.typname = 'numeric' THEN 'numeric'
+            WHEN h.oid IS NOT NULL THEN 'value'
+            WHEN e.oid IS NOT NULL AND e.typname <> 'numeric' THEN 'array'
+            ELSE 'text' END AS kind,
+       t.typcollation <> 0 AS collatable
+  FROM col
+  JOIN pg_catalog.pg_type t ON t.oid = col.typid AND t.typtype <> 'd'
+  LEFT JOIN hashable h ON h.oid = t.oid
+  LEFT JOIN pg_catalog.pg_type et ON et.typarray = t.oid
+  LEFT JOIN hashable e ON e.oid = et.oid
+ ORDER BY col.attname COLLATE pg_catalog."C"
 """
 
 COLUMNS_BY_NAME = """
@@ -142,20 +213,59 @@ def _count(conn: psycopg.Connection, schema: str, table: str) -> int:
     return conn.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(sql.Identifier(schema, table))).fetchone()[0]
 
 
-#: Per-row hash: the server's built-in 64-bit text hash (cheap); when the two databases' encodings
-#: differ, the same bytes must be hashed on both sides, so the row's UTF-8 bytes go through md5 instead.
+#: Per-row hashes. Binary (both servers 14+): each value by its type's extended hash function; the
+#: seed is non-zero so that no value hashes like NULL (0): float 0 and a numeric NaN hash to the seed.
+ROW_HASH_BINARY = "pg_catalog.hash_record_extended({row}, {seed})"
+ROW_HASH_SEED = 7_316_021_840_211_731_613
+#: Text (a server older than 14): the server's built-in 64-bit text hash of the row's text. When the two
+#: databases' encodings differ, the same bytes must be hashed on both sides: the row's UTF-8 bytes go
+#: through md5 instead.
 ROW_HASH = "pg_catalog.hashtextextended({row}::text, 0)"
 ROW_HASH_PORTABLE = "('x' || left(pg_catalog.md5(pg_catalog.convert_to({row}::text, 'UTF8')), 16))::bit(64)::bigint"
+CHECKSUM = "SELECT count(*)::text || ':' || coalesce(sum({row_hash}), 0)::text FROM ONLY {table}"
+
+C_COLLATION = sql.SQL(' COLLATE pg_catalog."C"')
 
 
-def checksum(conn: psycopg.Connection, schema: str, table: str, portable: bool = False) -> str:
-    """``count:sum-of-row-hashes`` of a table's own rows, columns taken by name."""
-    cols = [r[0] for r in conn.execute(COLUMNS_BY_NAME, {"schema": schema, "table": table}).fetchall()]
-    row = sql.SQL("ROW({})").format(sql.SQL(", ").join(sql.Identifier(c) for c in cols)) if cols else sql.SQL("ROW()")
-    row_hash = sql.SQL(ROW_HASH_PORTABLE if portable else ROW_HASH).format(row=row)
-    query = sql.SQL(
-        "SELECT count(*)::text || ':' || coalesce(sum({}::numeric), 0)::text FROM ONLY {}"
-    ).format(row_hash, sql.Identifier(schema, table))
+def checksum_method(src: psycopg.Connection, tgt: psycopg.Connection) -> str:
+    """``binary``, ``text`` (a server older than 14) or ``portable`` (the encodings differ)."""
+    encodings = {c.execute("SELECT pg_catalog.current_setting('server_encoding')").fetchone()[0] for c in (src, tgt)}
+    if len(encodings) > 1:
+        return "portable"
+    if min(src.info.server_version, tgt.info.server_version) < 140000:
+        return "text"
+    return "binary"
+
+
+def column_hashing(conn: psycopg.Connection, schema: str, table: str) -> list[tuple[str, str, bool]]:
+    """``(name, kind, collatable)`` of a table's columns by name (:data:`COLUMN_HASHING`); run on the source."""
+    params = {"schema": schema, "table": table, "types": list(BINARY_HASHED_TYPES)}
+    return [tuple(r) for r in conn.execute(COLUMN_HASHING, params).fetchall()]
+
+
+def row_hash(columns: list[tuple[str, str, bool]], method: str = "binary") -> sql.Composed:
+    """The row-hash expression over ``columns`` (from :func:`column_hashing`): the same SQL on both sides."""
+    if method != "binary":
+        row = sql.SQL("ROW({})").format(sql.SQL(", ").join(sql.Identifier(name) for name, _, _ in columns))
+        return sql.SQL(ROW_HASH_PORTABLE if method == "portable" else ROW_HASH).format(row=row)
+    parts: list[sql.Composable] = []
+    for name, kind, collatable in columns:
+        col = sql.Identifier(name)
+        if kind == "numeric":
+            parts.append(sql.SQL("pg_catalog.numeric_send({})").format(col))
+        elif kind == "text":
+            parts.append(sql.SQL("({}::pg_catalog.text)").format(col) + C_COLLATION)
+        else:
+            parts.append(col + C_COLLATION if collatable else col)
+            if kind == "array":
+                parts.append(sql.SQL("pg_catalog.array_dims({})").format(col))
+    row = sql.SQL("ROW({})").format(sql.SQL(", ").join(parts))
+    return sql.SQL(ROW_HASH_BINARY).format(row=row, seed=sql.Literal(ROW_HASH_SEED))
+
+
+def checksum(conn: psycopg.Connection, schema: str, table: str, row_hash_sql: sql.Composable) -> str:
+    """``count:sum-of-row-hashes`` of a table's own rows (``row_hash_sql`` from :func:`row_hash`)."""
+    query = sql.SQL(CHECKSUM).format(row_hash=row_hash_sql, table=sql.Identifier(schema, table))
     return conn.execute(query).fetchone()[0]
 
 
@@ -252,19 +362,57 @@ def _checksums(
         result.notes.append("checksums: the run's snapshot was released; the source was read live")
     with src:
         apply_settings(src, TEXT_SETTINGS)
-        encodings = {c.execute("SELECT current_setting('server_encoding')").fetchone()[0] for c in (src, tgt)}
-        portable = len(encodings) > 1
+        method = checksum_method(src, tgt)
+        if method == "text":
+            result.notes.append("checksums: row text hashed (a server is older than PostgreSQL 14)")
+        elif method == "portable":
+            result.notes.append("checksums: md5 of the rows' UTF-8 text (the databases' encodings differ)")
         for check in result.tables:
             if check.status in ("missing", "extra"):
                 continue
-            check.source_checksum = checksum(src, schema, check.table, portable)
-            check.target_checksum = checksum(tgt, schema, check.table, portable)
-            if check.source_checksum != check.target_checksum:
+            problem = _checksum_pair(src, tgt, schema, check, method)
+            if problem:
+                check.status = "mismatch"
+                result.mismatches.append(f"table {schema}.{check.table}: {problem}")
+            elif check.source_checksum != check.target_checksum:
                 if not in_snapshot and check.source_rows_now != check.source_rows:
                     check.note += "; checksum not comparable (changed after the dump)"
                     continue
                 check.status = "mismatch"
                 result.mismatches.append(f"table {schema}.{check.table}: content differs (checksum)")
+
+
+def _checksum_pair(
+    src: psycopg.Connection, tgt: psycopg.Connection, schema: str, check: TableCheck, method: str
+) -> str | None:
+    """Both checksums of one table into ``check``; what prevented the comparison, if anything.
+
+    A statement error (a target column of another type, a dropped table...) is that table's
+    problem: the source's runs in a savepoint (its snapshot transaction stays usable), and the
+    other tables are still checked. A lost connection still raises."""
+    table = check.table
+    side = "source"
+    try:
+        with src.transaction():
+            columns = column_hashing(src, schema, table)
+            expr = row_hash(columns, method)
+            check.source_checksum = checksum(src, schema, table, expr)
+        src_cols = [name for name, _, _ in columns]
+        side = "target"
+        tgt_cols = [r[0] for r in tgt.execute(COLUMNS_BY_NAME, {"schema": schema, "table": table}).fetchall()]
+        if tgt_cols != src_cols:
+            only_src = sorted(set(src_cols) - set(tgt_cols))
+            only_tgt = sorted(set(tgt_cols) - set(src_cols))
+            return (
+                f"content not compared: columns differ (only on the source {only_src}, only on the target {only_tgt})"
+            )
+        check.target_checksum = checksum(tgt, schema, table, expr)
+    except psycopg.OperationalError:
+        raise
+    except psycopg.DatabaseError as exc:
+        message = exc.diag.message_primary or str(exc).strip() or type(exc).__name__
+        return f"checksum failed on the {side} ({exc.sqlstate}: {message})"
+    return None
 
 
 def _sequences(
@@ -320,9 +468,17 @@ def validate_database(source: Endpoint, target: Endpoint) -> dict[str, Any]:
     return {"large_objects": {"source": lo[0], "target": lo[1]}, "mismatches": mismatches}
 
 
-def validate_and_record(source: Endpoint, target: Endpoint, schema: str, record_as: str, *,
-                        run_id: str | None = None, mode: str = "counts", snapshot_id: str | None = None,
-                        logger: logging.Logger | None = None) -> dict[str, Any]:
+def validate_and_record(
+    source: Endpoint,
+    target: Endpoint,
+    schema: str,
+    record_as: str,
+    *,
+    run_id: str | None = None,
+    mode: str = "counts",
+    snapshot_id: str | None = None,
+    logger: logging.Logger | None = None,
+) -> dict[str, Any]:
     """:func:`validate_schema`, stored in ``_pg_migration.validations`` under ``record_as`` (the
     report reads it from there) and logged; returns a short summary."""
     logger = logger or logging.getLogger(__name__)
@@ -331,6 +487,11 @@ def validate_and_record(source: Endpoint, target: Endpoint, schema: str, record_
         state.save_validation(conn, record_as, schema, result.to_dict())
     for m in result.mismatches:
         logger.error("MISMATCH %s", m)
-    logger.info("schema %s: %d table(s) checked, %d mismatch(es) in %.1fs", schema, len(result.tables),
-                len(result.mismatches), result.seconds)
+    logger.info(
+        "schema %s: %d table(s) checked, %d mismatch(es) in %.1fs",
+        schema,
+        len(result.tables),
+        len(result.mismatches),
+        result.seconds,
+    )
     return {"schema": schema, "ok": result.ok, "mismatches": len(result.mismatches)}
