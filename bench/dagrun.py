@@ -145,8 +145,10 @@ class AirflowStack:
         for d in dags:
             if d["dag_id"] != DAG_ID and not d.get("is_paused"):
                 patch = urllib.request.Request(
-                    f"{self.base}/api/v2/dags/{d['dag_id']}", data=json.dumps({"is_paused": True}).encode(),
-                    method="PATCH", headers={"Content-Type": "application/json"},
+                    f"{self.base}/api/v2/dags/{d['dag_id']}",
+                    data=json.dumps({"is_paused": True}).encode(),
+                    method="PATCH",
+                    headers={"Content-Type": "application/json"},
                 )
                 urllib.request.urlopen(patch, timeout=30).close()
 
@@ -299,8 +301,9 @@ def unit_work(target_dsn: str, run_id: str) -> tuple[list[dict[str, Any]], dict[
     }
 
 
-def simulate(tis: list[dict[str, Any]], downstream: dict[str, list[str]], work: dict[tuple[str, int], float],
-             slots: int) -> float:
+def simulate(
+    tis: list[dict[str, Any]], downstream: dict[str, list[str]], work: dict[tuple[str, int], float], slots: int
+) -> float:
     """Makespan with zero scheduling delay: list scheduling on the dependency graph, pool of ``slots``."""
     upstream: dict[str, set[str]] = {t: set() for t in downstream}
     for t, downs in downstream.items():
@@ -414,8 +417,13 @@ def analyse(stack: AirflowStack, result: dict[str, Any], target_dsn: str, run_id
         "scheduling_gaps": gaps,
         "timeline": timeline,
         "unit_work": [
-            {"unit": u["label"], "mb": round((u.get("bytes") or u["bytes"]) / 1e6, 1), "seconds": u.get("seconds"),
-             "attempts": u.get("attempts"), "tables": len(u["tables"])}
+            {
+                "unit": u["label"],
+                "mb": round((u.get("bytes") or u["bytes"]) / 1e6, 1),
+                "seconds": u.get("seconds"),
+                "attempts": u.get("attempts"),
+                "tables": len(u["tables"]),
+            }
             for u in units
         ],
         **extra,
@@ -497,9 +505,22 @@ class Profiler:
                         continue
                     name = (env.get("PGMIG_UNIT_ID") or str(p.pid)).replace("/", "_").replace(" ", "_")
                     self.seen[p.pid] = subprocess.Popen(
-                        [self.py_spy, "record", "--pid", str(p.pid), "--rate", str(self.rate), "--format", "raw",
-                         "--nonblocking", "--threads", "-o", str(self.out_dir / f"{name}.txt")],
-                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                        [
+                            self.py_spy,
+                            "record",
+                            "--pid",
+                            str(p.pid),
+                            "--rate",
+                            str(self.rate),
+                            "--format",
+                            "raw",
+                            "--nonblocking",
+                            "--threads",
+                            "-o",
+                            str(self.out_dir / f"{name}.txt"),
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
                     )
                 except psutil.Error:
                     continue
@@ -522,9 +543,16 @@ class Profiler:
                     incl[f] = incl.get(f, 0) + n
 
         def rank(d: dict[str, int]) -> list[dict[str, Any]]:
-            return [{"frame": k, "samples": v, "share": round(v / total, 3)}
-                    for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]]
+            return [
+                {"frame": k, "samples": v, "share": round(v / total, 3)}
+                for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:top]
+            ]
 
-        return {"rate_hz": self.rate, "workers": len(self.seen), "samples": total,
-                "active_python_s": round(total / self.rate, 1), "self": rank(self_counts),
-                "inclusive": rank({k: v for k, v in incl.items() if "pg_migration" in k or "psycopg" in k})}
+        return {
+            "rate_hz": self.rate,
+            "workers": len(self.seen),
+            "samples": total,
+            "active_python_s": round(total / self.rate, 1),
+            "self": rank(self_counts),
+            "inclusive": rank({k: v for k, v in incl.items() if "pg_migration" in k or "psycopg" in k}),
+        }

@@ -125,8 +125,20 @@ def pg_migration_cutover():
     begun = begin()
     checks = validate.expand(schema=schemas_to_validate(begun))
     summary = report()
-    chain(begun, stop_writes(), catch_up(), confirm_quiet(), sequences(), large_objects(), matviews(), checks,
-          finish(), release(), summary, verdict(summary))
+    chain(
+        begun,
+        stop_writes(),
+        catch_up(),
+        confirm_quiet(),
+        sequences(),
+        large_objects(),
+        matviews(),
+        checks,
+        finish(),
+        release(),
+        summary,
+        verdict(summary),
+    )
 
 
 pg_migration_cutover()

@@ -91,27 +91,55 @@ def replication_params() -> dict[str, Param]:
 
 def _connection_params() -> dict[str, Param]:
     return {
-        "source_conn_id": Param("pg_source", type="string", minLength=1, title="Source connection",
-                                description="Airflow connection id of the source PostgreSQL database."),
-        "target_conn_id": Param("pg_target", type="string", minLength=1, title="Target connection",
-                                description="Airflow connection id of the target (Aurora) database."),
+        "source_conn_id": Param(
+            "pg_source",
+            type="string",
+            minLength=1,
+            title="Source connection",
+            description="Airflow connection id of the source PostgreSQL database.",
+        ),
+        "target_conn_id": Param(
+            "pg_target",
+            type="string",
+            minLength=1,
+            title="Target connection",
+            description="Airflow connection id of the target (Aurora) database.",
+        ),
     }
 
 
 def cutover_params() -> dict[str, Param]:
     return {
         **_connection_params(),
-        "validation": Param("counts", type="string", enum=["counts", "checksums"], title="Validation",
-                            description="counts: exact per-table row counts (ONLY); checksums: also content."),
-        "read_only_source": Param(False, type="boolean", title="Make the source read-only",
-                                  description="Set default_transaction_read_only on the source database and end "
-                                  "its client sessions before checking that writes stopped (reset by abort or a "
-                                  "failed cut-over; kept after a successful one)."),
-        "replicate_run_id": Param("", type="string", title="Replicate run",
-                                  description="The pg_migration run whose replication to cut over. Empty: the "
-                                  "one streaming into the target (recorded there)."),
-        "quiet_seconds": Param(10, type="number", minimum=0.5, title="Quiet window (s)",
-                               description="No transaction of the source database may commit for this long."),
+        "validation": Param(
+            "counts",
+            type="string",
+            enum=["counts", "checksums"],
+            title="Validation",
+            description="counts: exact per-table row counts (ONLY); checksums: also content.",
+        ),
+        "read_only_source": Param(
+            False,
+            type="boolean",
+            title="Make the source read-only",
+            description="Set default_transaction_read_only on the source database and end "
+            "its client sessions before checking that writes stopped (reset by abort or a "
+            "failed cut-over; kept after a successful one).",
+        ),
+        "replicate_run_id": Param(
+            "",
+            type="string",
+            title="Replicate run",
+            description="The pg_migration run whose replication to cut over. Empty: the "
+            "one streaming into the target (recorded there).",
+        ),
+        "quiet_seconds": Param(
+            10,
+            type="number",
+            minimum=0.5,
+            title="Quiet window (s)",
+            description="No transaction of the source database may commit for this long.",
+        ),
         "writes_timeout_s": Param(300, type="integer", minimum=1, title="Writes-stopped timeout (s)"),
         "lag_timeout_s": Param(1800, type="integer", minimum=1, title="Catch-up timeout (s)"),
     }
@@ -120,9 +148,13 @@ def cutover_params() -> dict[str, Param]:
 def abort_params() -> dict[str, Param]:
     return {
         **_connection_params(),
-        "replicate_run_id": Param("", type="string", title="Replicate run",
-                                  description="The pg_migration run whose replication to drop. Empty: every "
-                                  "replication recorded as live on the target."),
+        "replicate_run_id": Param(
+            "",
+            type="string",
+            title="Replicate run",
+            description="The pg_migration run whose replication to drop. Empty: every "
+            "replication recorded as live on the target.",
+        ),
     }
 
 
@@ -216,8 +248,13 @@ def start_replication_snapshot(params: dict[str, Any], run_id: str) -> str | Non
     snapshot_id = steps.take_snapshot(source, target, params, run_id)  # the holder sees mode replicate
     with target.connect("pg_migration snapshot", autocommit=True) as conn:
         rep = replicate.get(conn, run_id)
-    log.info("slot %s created at %s; the copy reads its exported snapshot %s; the slot retains WAL on the source "
-             "from now until the cut-over or abort", rep["slot"], rep["consistent_lsn"], snapshot_id)
+    log.info(
+        "slot %s created at %s; the copy reads its exported snapshot %s; the slot retains WAL on the source "
+        "from now until the cut-over or abort",
+        rep["slot"],
+        rep["consistent_lsn"],
+        snapshot_id,
+    )
     return snapshot_id
 
 
@@ -229,8 +266,11 @@ def subscribe(params: dict[str, Any], run_id: str) -> dict[str, Any] | None:
     snap.request_release(target, run_id)  # validation (checksums) may have kept it until now
     problems = replicate.copy_verified(target, source, run_id)
     if problems:
-        raise MigrationError("not subscribing: the copy is not verified: " + "; ".join(problems[:10])
-                             + " (the run drops its slot and publication)")
+        raise MigrationError(
+            "not subscribing: the copy is not verified: "
+            + "; ".join(problems[:10])
+            + " (the run drops its slot and publication)"
+        )
     return replicate.subscribe(target, run_id, _publisher(params, source))
 
 
@@ -239,20 +279,24 @@ def report_lag(params: dict[str, Any], run_id: str) -> dict[str, Any] | None:
     if not _active(params):
         return None
     source, target = _endpoints(params)
-    status = replicate.wait_caught_up(source, target, run_id, timeout_s=float(params.get("catchup_timeout_s", 300)),
-                                      logger=log)
+    status = replicate.wait_caught_up(
+        source, target, run_id, timeout_s=float(params.get("catchup_timeout_s", 300)), logger=log
+    )
     apply_errors = (status.get("subscription_status") or {}).get("apply_errors") or 0
-    failures = [f"the subscription reports {apply_errors} apply error(s): see the target's server log"] \
-        if apply_errors else []
-    replicate.record_replication_phase(target, run_id, status, {"caught_up": status["caught_up"],
-                                                                "failures": failures})
+    failures = (
+        [f"the subscription reports {apply_errors} apply error(s): see the target's server log"] if apply_errors else []
+    )
+    replicate.record_replication_phase(target, run_id, status, {"caught_up": status["caught_up"], "failures": failures})
     log.info("replication: %s", replicate.describe_lag(status))
     if failures:
         with target.connect("pg_migration replicate", autocommit=True) as conn:
             replicate.update(conn, run_id, status="broken", error=failures[0])
         raise MigrationError(failures[0])
-    return {"caught_up": status["caught_up"], "lag_bytes": status.get("lag_bytes"),
-            "retained_wal_bytes": status.get("retained_wal_bytes")}
+    return {
+        "caught_up": status["caught_up"],
+        "lag_bytes": status.get("lag_bytes"),
+        "retained_wal_bytes": status.get("retained_wal_bytes"),
+    }
 
 
 def cleanup_replication(params: dict[str, Any], run_id: str) -> dict[str, Any] | None:
@@ -263,10 +307,14 @@ def cleanup_replication(params: dict[str, Any], run_id: str) -> dict[str, Any] |
     source = _source_or_none(params)
     result = replicate.cleanup_run(source, target, run_id, logger=log)
     if result.get("errors"):
-        raise MigrationError("could not drop everything the run created: " + "; ".join(result["errors"])
-                             + " (run pg_migration_abort)")
-    return {"action": result.get("action"), "dropped": result.get("dropped", []),
-            "retained_wal_bytes": result.get("retained_wal_bytes")}
+        raise MigrationError(
+            "could not drop everything the run created: " + "; ".join(result["errors"]) + " (run pg_migration_abort)"
+        )
+    return {
+        "action": result.get("action"),
+        "dropped": result.get("dropped", []),
+        "retained_wal_bytes": result.get("retained_wal_bytes"),
+    }
 
 
 # -- pg_migration_cutover ----------------------------------------------------------------------------------
@@ -274,15 +322,22 @@ def cleanup_replication(params: dict[str, Any], run_id: str) -> dict[str, Any] |
 
 def cutover_begin(params: dict[str, Any], run_id: str, dag_id: str = CUTOVER_DAG_ID) -> dict[str, Any]:
     source, target = _endpoints(params)
-    return replicate.cutover_begin(source, target, run_id, dag_id=dag_id,
-                                   run_id=params.get("replicate_run_id") or None,
-                                   read_only=bool(params.get("read_only_source")), logger=log)
+    return replicate.cutover_begin(
+        source,
+        target,
+        run_id,
+        dag_id=dag_id,
+        run_id=params.get("replicate_run_id") or None,
+        read_only=bool(params.get("read_only_source")),
+        logger=log,
+    )
 
 
 def cutover_stop_writes(params: dict[str, Any], run_id: str) -> dict[str, Any]:
     source, target = _endpoints(params)
-    return replicate.cutover_stop_writes(source, target, run_id, timeout_s=float(params["writes_timeout_s"]),
-                                         logger=log)
+    return replicate.cutover_stop_writes(
+        source, target, run_id, timeout_s=float(params["writes_timeout_s"]), logger=log
+    )
 
 
 def cutover_catch_up(params: dict[str, Any], run_id: str) -> dict[str, Any]:
@@ -292,9 +347,15 @@ def cutover_catch_up(params: dict[str, Any], run_id: str) -> dict[str, Any]:
 
 def cutover_confirm_quiet(params: dict[str, Any], run_id: str) -> dict[str, Any]:
     source, target = _endpoints(params)
-    return replicate.cutover_confirm_quiet(source, target, run_id, quiet_s=float(params["quiet_seconds"]),
-                                           timeout_s=float(params["writes_timeout_s"]),
-                                           lag_timeout_s=float(params["lag_timeout_s"]), logger=log)
+    return replicate.cutover_confirm_quiet(
+        source,
+        target,
+        run_id,
+        quiet_s=float(params["quiet_seconds"]),
+        timeout_s=float(params["writes_timeout_s"]),
+        lag_timeout_s=float(params["lag_timeout_s"]),
+        logger=log,
+    )
 
 
 def cutover_sequences(params: dict[str, Any], run_id: str) -> int:
@@ -322,8 +383,11 @@ def cutover_finish(params: dict[str, Any], run_id: str) -> dict[str, Any]:
     source, target = _endpoints(params)
     result = replicate.cutover_finish(source, target, run_id, logger=log)
     if not result["validated"]:
-        raise MigrationError("the target differs from the source: " + "; ".join(result["problems"][:10])
-                             + " -- replication kept; fix and run pg_migration_cutover again, or pg_migration_abort")
+        raise MigrationError(
+            "the target differs from the source: "
+            + "; ".join(result["problems"][:10])
+            + " -- replication kept; fix and run pg_migration_cutover again, or pg_migration_abort"
+        )
     return {"validated": True, "downtime_seconds": result["downtime_seconds"], "dropped": result["dropped"]}
 
 
@@ -338,8 +402,7 @@ def cutover_report(params: dict[str, Any], run_id: str, dag_id: str, ti) -> dict
     down = (data.get("cutover") or {}).get("downtime_seconds")
     if down is not None:
         log.info("downtime (writes stopped -> target validated): %.1f s", down)
-    return {"verdict": data["verdict"], "report": folder, "failures": data["failures"][:20],
-            "downtime_seconds": down}
+    return {"verdict": data["verdict"], "report": folder, "failures": data["failures"][:20], "downtime_seconds": down}
 
 
 def cutover_release(params: dict[str, Any], run_id: str) -> None:
@@ -359,9 +422,12 @@ def abort(params: dict[str, Any], run_id: str) -> dict[str, Any]:
     target = _target(params)
     source = _source_or_none(params)
     result = replicate.abort(source, target, params.get("replicate_run_id") or None, logger=log)
-    return {"aborted": result["aborted"], "errors": result["errors"],
-            "dropped": [d for r in result.get("results", []) for d in r["dropped"]],
-            "retained_wal_bytes": [r["retained_wal_bytes"] for r in result.get("results", [])]}
+    return {
+        "aborted": result["aborted"],
+        "errors": result["errors"],
+        "dropped": [d for r in result.get("results", []) for d in r["dropped"]],
+        "retained_wal_bytes": [r["retained_wal_bytes"] for r in result.get("results", [])],
+    }
 
 
 def abort_report(params: dict[str, Any], run_id: str, dag_id: str, ti, result: dict[str, Any] | None) -> dict:
@@ -374,16 +440,22 @@ def abort_report(params: dict[str, Any], run_id: str, dag_id: str, ti, result: d
         target = None
     source = _source_or_none(params)
     data = {
-        "dag_id": dag_id, "run_id": run_id, "params": dict(params), "finished_at": rpt.now(),
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "params": dict(params),
+        "finished_at": rpt.now(),
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "source": source.public() if source else None, "target": target, "schemas": [],
-        "abort": result or {}, "failures": failures,
+        "source": source.public() if source else None,
+        "target": target,
+        "schemas": [],
+        "abort": result or {},
+        "failures": failures,
         "warnings": [f"dropped {d}" for d in (result or {}).get("dropped", [])],
-        "snapshot": {"note": "aborted replication of run(s) " + (", ".join((result or {}).get("aborted", []))
-                                                                   or "none")},
+        "snapshot": {
+            "note": "aborted replication of run(s) " + (", ".join((result or {}).get("aborted", [])) or "none")
+        },
     }
     data["verdict"] = "passed" if not failures else "failed"
     folder = rpt.write(data)
     log.info("report written to %s/report.json and report.md", folder)
     return {"verdict": data["verdict"], "report": folder, "failures": failures[:20]}
-

@@ -148,8 +148,14 @@ def validate(params: dict[str, Any], run_id: str, schema: str) -> dict[str, Any]
         except MigrationError:
             snapshot_id = None
     return validate_and_record(
-        source, target, schema, run_id, run_id=None if params["validate_only"] else run_id,
-        mode=params["validation"], snapshot_id=snapshot_id, logger=log,
+        source,
+        target,
+        schema,
+        run_id,
+        run_id=None if params["validate_only"] else run_id,
+        mode=params["validation"],
+        snapshot_id=snapshot_id,
+        logger=log,
     )
 
 

@@ -208,9 +208,10 @@ def read(session, dag_id: str, run_id: str | None = None, window_h: float | None
     if run_id is not None:
         dag_run = session.scalars(query.where(DagRun.run_id == run_id)).first()
     else:
-        dag_run = session.scalars(
-            query.where(DagRun.state.in_(ACTIVE_RUN_STATES)).order_by(DagRun.run_after.desc())
-        ).first() or session.scalars(query.order_by(DagRun.run_after.desc())).first()
+        dag_run = (
+            session.scalars(query.where(DagRun.state.in_(ACTIVE_RUN_STATES)).order_by(DagRun.run_after.desc())).first()
+            or session.scalars(query.order_by(DagRun.run_after.desc())).first()
+        )
     if dag_run is None:
         return None
     tis = [

@@ -27,13 +27,15 @@ def probe(home: Path, requests: list[dict], env: dict[str, str] | None = None, d
     """Run the probe in ``home``'s Airflow environment (``bin/airflow --with-env``, or ``direct``ly)."""
     full_env = _airflow_env(home, env or {})
     if direct:  # a copied home: same variables as bin/airflow, without its first-use set-up
-        full_env.update({
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "PYTHONPATH": str(REPO),
-        })
+        full_env.update(
+            {
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+                "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+                "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+                "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                "PYTHONPATH": str(REPO),
+            }
+        )
         cmd = [str(PY), str(PROBE)]
     else:
         cmd = [str(REPO / "bin" / "airflow"), "--with-env", str(PY), str(PROBE)]
@@ -44,10 +46,11 @@ def probe(home: Path, requests: list[dict], env: dict[str, str] | None = None, d
 
 def test_plugin_is_listed_without_import_errors(airflow_home):
     env = _airflow_env(airflow_home, {})
-    listed = subprocess.run([str(REPO / "bin" / "airflow"), "plugins", "-o", "json"], env=env,
-                            capture_output=True, text=True, timeout=300)
+    listed = subprocess.run(
+        [str(REPO / "bin" / "airflow"), "plugins", "-o", "json"], env=env, capture_output=True, text=True, timeout=300
+    )
     assert listed.returncode == 0, listed.stderr[-3000:]
-    plugins = {p["name"]: p for p in json.loads(listed.stdout[listed.stdout.index("["):])}
+    plugins = {p["name"]: p for p in json.loads(listed.stdout[listed.stdout.index("[") :])}
     ui = plugins["pg_migration_ui"]
     assert ui["source"] == "$PLUGINS_FOLDER/pg_migration.py"
     assert [(a["url_prefix"], a["name"], a["app"]) for a in ui["fastapi_apps"]] == [
@@ -57,11 +60,20 @@ def test_plugin_is_listed_without_import_errors(airflow_home):
         ("Migrations", "/pg-migration/", "pg-migration")
     ]
     errors = subprocess.run(
-        [str(REPO / "bin" / "airflow"), "--with-env", str(PY), "-c",
-         "import json, sys; from airflow import plugins_manager as pm; p, e = pm._get_plugins(); "
-         "print(json.dumps({'plugins': [x.name for x in p], 'errors': e, "
-         "'api_imported': 'airflow.api_fastapi.core_api.security' in sys.modules}))"],
-        env=env, capture_output=True, text=True, timeout=300)
+        [
+            str(REPO / "bin" / "airflow"),
+            "--with-env",
+            str(PY),
+            "-c",
+            "import json, sys; from airflow import plugins_manager as pm; p, e = pm._get_plugins(); "
+            "print(json.dumps({'plugins': [x.name for x in p], 'errors': e, "
+            "'api_imported': 'airflow.api_fastapi.core_api.security' in sys.modules}))",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert errors.returncode == 0, errors.stderr[-3000:]
     loaded = json.loads(errors.stdout.strip().splitlines()[-1])
     # Every process (each task's too) loads plugins: the app is built on its first request only.
@@ -90,18 +102,31 @@ def _set_in_progress(db: Path, run_id: str, now: dt.datetime) -> None:
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE dag_run SET state='running', end_date=NULL WHERE run_id=?", (run_id,))
         later = ("large_objects", "release_snapshot", "post_data", "validate", "report", "cleanup", "verdict")
-        conn.execute(f"UPDATE task_instance SET state=NULL, start_date=NULL, end_date=NULL WHERE run_id=? "
-                     f"AND task_id IN ({','.join('?' * len(later))})", (run_id, *later))
-        units = {0: ("success", at["start"], at["end"], 1), 1: ("success", at["start"], at["end"], 1),
-                 2: ("success", at["start"], at["end"], 1), 3: ("running", at["run"], None, 1),
-                 4: ("up_for_retry", at["start"], at["end"], 2), 5: ("failed", at["start"], at["end"], 4),
-                 6: ("scheduled", None, None, 0)}
-        conn.execute("UPDATE task_instance SET state=NULL, start_date=NULL, end_date=NULL, try_number=0 "
-                     "WHERE run_id=? AND task_id='migrate_unit'", (run_id,))
+        conn.execute(
+            f"UPDATE task_instance SET state=NULL, start_date=NULL, end_date=NULL WHERE run_id=? "
+            f"AND task_id IN ({','.join('?' * len(later))})",
+            (run_id, *later),
+        )
+        units = {
+            0: ("success", at["start"], at["end"], 1),
+            1: ("success", at["start"], at["end"], 1),
+            2: ("success", at["start"], at["end"], 1),
+            3: ("running", at["run"], None, 1),
+            4: ("up_for_retry", at["start"], at["end"], 2),
+            5: ("failed", at["start"], at["end"], 4),
+            6: ("scheduled", None, None, 0),
+        }
+        conn.execute(
+            "UPDATE task_instance SET state=NULL, start_date=NULL, end_date=NULL, try_number=0 "
+            "WHERE run_id=? AND task_id='migrate_unit'",
+            (run_id,),
+        )
         for index, (state, start, end, tries) in units.items():
-            conn.execute("UPDATE task_instance SET state=?, start_date=?, end_date=?, try_number=? "
-                         "WHERE run_id=? AND task_id='migrate_unit' AND map_index=?",
-                         (state, start, end, tries, run_id, index))
+            conn.execute(
+                "UPDATE task_instance SET state=?, start_date=?, end_date=?, try_number=? "
+                "WHERE run_id=? AND task_id='migrate_unit' AND map_index=?",
+                (state, start, end, tries, run_id, index),
+            )
 
 
 def test_api_serves_the_reports_and_task_instances_of_a_real_run(demo_pair, dag_runner, airflow_home, tmp_path):
@@ -114,32 +139,58 @@ def test_api_serves_the_reports_and_task_instances_of_a_real_run(demo_pair, dag_
     labels = [u["label"] for u in report["plan"]["units"]]
     assert len(expected) >= 5 and len(labels) >= 7  # the demo warehouse
 
-    got = probe(airflow_home, [
-        {"path": "/pg-migration/api/runs"},
-        {"path": "/pg-migration/api/runs", "as": "viewer"},
-        {"path": "/pg-migration/api/runs", "as": "norole"},
-        {"path": "/pg-migration/api/runs", "as": "none"},
-        {"path": "/pg-migration/api/runs", "as": "bad"},
-        {"path": one},
-        {"path": one, "as": "norole"},
-        {"path": one, "as": "none"},
-        {"path": f"/pg-migration/api/runs/{dag_id}/no_such_run"},
-        {"path": "/pg-migration/api/overview"},
-        {"path": f"/pg-migration/api/live/{dag_id}?run_id={quote(run_id, safe='')}"},
-        {"path": f"/pg-migration/api/live/{dag_id}", "as": "norole"},
-        {"path": f"/pg-migration/api/trend?dag_id={dag_id}"},
-        {"path": "/pg-migration/", "cookie": True},
-        {"path": "/pg-migration/", "as": "none"},
-        {"path": f"/pg-migration/run/{dag_id}/{quote(run_id, safe='')}", "cookie": True},
-        {"path": f"/pg-migration/run/{dag_id}/{quote(run_id, safe='')}", "as": "norole", "cookie": True},
-        {"path": "/pg-migration/api/openapi.json", "as": "none"},
-    ])
-    (runs, runs_viewer, runs_norole, runs_none, runs_bad, detail, detail_norole, detail_none, missing, overview,
-     live, live_norole, trend, page, page_none, run_page, run_page_norole, spec) = got
+    got = probe(
+        airflow_home,
+        [
+            {"path": "/pg-migration/api/runs"},
+            {"path": "/pg-migration/api/runs", "as": "viewer"},
+            {"path": "/pg-migration/api/runs", "as": "norole"},
+            {"path": "/pg-migration/api/runs", "as": "none"},
+            {"path": "/pg-migration/api/runs", "as": "bad"},
+            {"path": one},
+            {"path": one, "as": "norole"},
+            {"path": one, "as": "none"},
+            {"path": f"/pg-migration/api/runs/{dag_id}/no_such_run"},
+            {"path": "/pg-migration/api/overview"},
+            {"path": f"/pg-migration/api/live/{dag_id}?run_id={quote(run_id, safe='')}"},
+            {"path": f"/pg-migration/api/live/{dag_id}", "as": "norole"},
+            {"path": f"/pg-migration/api/trend?dag_id={dag_id}"},
+            {"path": "/pg-migration/", "cookie": True},
+            {"path": "/pg-migration/", "as": "none"},
+            {"path": f"/pg-migration/run/{dag_id}/{quote(run_id, safe='')}", "cookie": True},
+            {"path": f"/pg-migration/run/{dag_id}/{quote(run_id, safe='')}", "as": "norole", "cookie": True},
+            {"path": "/pg-migration/api/openapi.json", "as": "none"},
+        ],
+    )
+    (
+        runs,
+        runs_viewer,
+        runs_norole,
+        runs_none,
+        runs_bad,
+        detail,
+        detail_norole,
+        detail_none,
+        missing,
+        overview,
+        live,
+        live_norole,
+        trend,
+        page,
+        page_none,
+        run_page,
+        run_page_norole,
+        spec,
+    ) = got
 
     # The stable addresses, described (the description itself is public, like Airflow's own).
-    assert spec["status"] == 200 and {"/api/runs", "/api/runs/{dag_id}/{run_id}", "/api/live/{dag_id}",
-                                      "/api/overview", "/api/trend"} <= set(spec["json"]["paths"])
+    assert spec["status"] == 200 and {
+        "/api/runs",
+        "/api/runs/{dag_id}/{run_id}",
+        "/api/live/{dag_id}",
+        "/api/overview",
+        "/api/trend",
+    } <= set(spec["json"]["paths"])
 
     # Authentication and authorization: the auth manager's own checks, never open by default.
     assert (runs_none["status"], runs_none["json"]["detail"]) == (401, "Not authenticated")
@@ -152,9 +203,15 @@ def test_api_serves_the_reports_and_task_instances_of_a_real_run(demo_pair, dag_
     mine = [r for r in runs["json"]["runs"] if r["run_id"] == run_id]
     assert runs["status"] == 200 and len(mine) == 1
     assert mine[0] | {"href": None, "page": None} == {
-        "dag_id": dag_id, "run_id": run_id, "verdict": "passed", "started_at": report["started_at"],
-        "finished_at": report["finished_at"], "total_seconds": report["total_seconds"],
-        "schemas": len(report["schemas"]), "href": None, "page": None,
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "verdict": "passed",
+        "started_at": report["started_at"],
+        "finished_at": report["finished_at"],
+        "total_seconds": report["total_seconds"],
+        "schemas": len(report["schemas"]),
+        "href": None,
+        "page": None,
     }
     assert mine[0]["href"] == one
     assert runs_viewer["json"]["runs"] == runs["json"]["runs"]
@@ -176,13 +233,15 @@ def test_api_serves_the_reports_and_task_instances_of_a_real_run(demo_pair, dag_
     assert lv["projected_method"] == "finished" and lv["pool"]["name"] == "pg_migration"
     validations = [t for t in lv["tasks"] if t["task_id"] == "validate"]
     assert sorted(t["label"] for t in validations) == sorted(expected) and {t["state"] for t in validations} == {
-        "success"}
+        "success"
+    }
 
     # Trend from history.jsonl: this run's per-schema seconds.
     row = next(r for i, r in enumerate(trend["json"]["runs"]) if r["run_id"] == run_id)
     i = trend["json"]["runs"].index(row)
     assert {s: v[i] for s, v in trend["json"]["schemas"].items() if v[i] is not None} == {
-        s["schema"]: s["seconds"] for s in report["schemas"] if s["seconds"] is not None}
+        s["schema"]: s["seconds"] for s in report["schemas"] if s["seconds"] is not None
+    }
     assert row["total_seconds"] == report["total_seconds"]
 
     # The page and the run page show every schema with its status.
@@ -199,15 +258,26 @@ def test_api_serves_the_reports_and_task_instances_of_a_real_run(demo_pair, dag_
     shutil.copy(airflow_home / "airflow.db", copy / "airflow.db")
     now = dt.datetime.now(dt.UTC)
     _set_in_progress(copy / "airflow.db", run_id, now)
-    inflight, inflight_page = probe(copy, [
-        {"path": f"/pg-migration/api/live/{dag_id}"},
-        {"path": "/pg-migration/", "cookie": True},
-    ], env={"PG_MIGRATION_REPORTS": str(airflow_home / "reports"), "PG_MIGRATION_DOWNTIME_WINDOW_H": "8"},
-        direct=True)
+    inflight, inflight_page = probe(
+        copy,
+        [
+            {"path": f"/pg-migration/api/live/{dag_id}"},
+            {"path": "/pg-migration/", "cookie": True},
+        ],
+        env={"PG_MIGRATION_REPORTS": str(airflow_home / "reports"), "PG_MIGRATION_DOWNTIME_WINDOW_H": "8"},
+        direct=True,
+    )
     p = inflight["json"]
     assert p["run_id"] == run_id and p["in_progress"] is True
-    assert p["counts"] == {"running": 1, "done": 3, "failed": 1, "retrying": 1, "waiting": 1,
-                           "pending": len(labels) - 7, "skipped": 0}
+    assert p["counts"] == {
+        "running": 1,
+        "done": 3,
+        "failed": 1,
+        "retrying": 1,
+        "waiting": 1,
+        "pending": len(labels) - 7,
+        "skipped": 0,
+    }
     assert [u["category"] for u in p["units"][:7]] == ["done"] * 3 + ["running", "retrying", "failed", "waiting"]
     assert p["pool"] == {"name": "pg_migration", "slots": 4, "running": 1, "queued": 0, "waiting": 1}
     done = sum(u["bytes"] for u in report["plan"]["units"][:3])
@@ -223,4 +293,3 @@ def test_api_serves_the_reports_and_task_instances_of_a_real_run(demo_pair, dag_
     assert p["downtime_window_h"] == 8.0
     html = inflight_page["text"]
     assert '<meta http-equiv="refresh"' in html and "RUNNING" in html and 'data-category="running"' in html
-

@@ -113,8 +113,16 @@ def test_trend_orders_rehearsals_and_falls_back_to_runs(reports, monkeypatch):
 
 
 def _ti(task_id, map_index, state, start=None, end=None, try_number=1, label=None):
-    return {"task_id": task_id, "map_index": map_index, "state": state, "rendered_map_index": label,
-            "start_date": start, "end_date": end, "try_number": try_number, "pool": "pg_migration"}
+    return {
+        "task_id": task_id,
+        "map_index": map_index,
+        "state": state,
+        "rendered_map_index": label,
+        "start_date": start,
+        "end_date": end,
+        "try_number": try_number,
+        "pool": "pg_migration",
+    }
 
 
 PLANNED = {
@@ -138,7 +146,13 @@ def test_progress_counts_units_and_projects_from_throughput():
     ]
     p = live.progress(RUN, tis, PLANNED, now=now, window_h=24)
     assert p["in_progress"] and p["counts"] == {
-        "running": 1, "done": 1, "failed": 1, "retrying": 1, "waiting": 1, "pending": 1, "skipped": 0,
+        "running": 1,
+        "done": 1,
+        "failed": 1,
+        "retrying": 1,
+        "waiting": 1,
+        "pending": 1,
+        "skipped": 0,
     }
     assert [u["label"] for u in p["units"]] == ["s0", "s1", "s2", "s3", "s4", "s5"]
     assert p["units"][1]["seconds"] == pytest.approx(49.0)  # running: elapsed until now
