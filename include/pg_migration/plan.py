@@ -8,11 +8,15 @@ Ordering never depends on which parallel unit finishes first: all DDL that defin
 applied once before any data unit (pre-data), every data unit only fills tables and builds the
 indexes/keys of the tables it filled, and everything that spans tables (foreign keys, triggers,
 index attachments, materialized-view data) is applied after every data unit (post-data).
+
+Validation is planned too: :func:`validation_groups` packs the schemas into a few groups of about
+equal cost, one validation task instance each.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -81,3 +85,49 @@ def predicted_makespan(units: list[Unit], pool_size: int, bytes_per_second: floa
         i = slots.index(min(slots))
         slots[i] += unit.bytes / max(bytes_per_second, 1.0)
     return max(slots) if units else 0.0
+
+
+#: What validating one schema costs beyond its bytes (catalog queries for structure and sequences on
+#: both sides), counted as bytes when groups are balanced: many small schemas spread by count.
+SCHEMA_VALIDATION_BYTES = 32 * 1024 * 1024
+
+
+def validation_groups(
+    schemas: Iterable[dict[str, Any] | tuple[str, int]],
+    pool_size: int,
+    schema_cost_bytes: int = SCHEMA_VALIDATION_BYTES,
+) -> list[dict[str, Any]]:
+    """Schemas in at most ``max(1, 2 * pool_size)`` groups of about equal validation cost, each
+    validated by one task instance (one after another), so a run has a few validation task
+    instances instead of one per schema.
+
+    ``schemas``: ``{"schema" (or "name"), "bytes"}`` dicts (the plan's ``schema_sizes``) or
+    ``(name, bytes)`` pairs. Longest processing time first: schemas largest first, each to the group
+    with the least cost so far (cost = bytes + ``schema_cost_bytes``), so a schema that dominates
+    stays alone. Groups come largest first, their schemas largest first; each group is
+    ``{"label": "sales" | "hr +4", "schemas": [...], "bytes": n}``. Pure and deterministic.
+    """
+    sizes: dict[str, int] = {}
+    for item in schemas:
+        name, nbytes = (item.get("schema") or item.get("name"), item.get("bytes")) if isinstance(item, dict) else item
+        sizes[str(name)] = max(0, int(nbytes or 0))
+    if not sizes:
+        return []
+    ordered = sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0]))
+    bins: list[dict[str, Any]] = [
+        {"cost": 0, "bytes": 0, "schemas": []} for _ in range(min(len(ordered), max(1, 2 * pool_size)))
+    ]
+    for name, nbytes in ordered:
+        lightest = min(bins, key=lambda b: (b["cost"], len(b["schemas"])))
+        lightest["cost"] += nbytes + schema_cost_bytes
+        lightest["bytes"] += nbytes
+        lightest["schemas"].append(name)
+    bins.sort(key=lambda b: (-b["cost"], b["schemas"][0]))
+    return [
+        {
+            "label": b["schemas"][0] + (f" +{len(b['schemas']) - 1}" if len(b["schemas"]) > 1 else ""),
+            "schemas": b["schemas"],
+            "bytes": b["bytes"],
+        }
+        for b in bins
+    ]
