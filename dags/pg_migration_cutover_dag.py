@@ -6,7 +6,8 @@ params but the two connections: it finds the replication streaming into the targ
 there by the replicate run). Reads top to bottom:
 
 1. **begin**: find the replication, hold the target's guard; with `read_only_source` the source
-   database is made read-only (`default_transaction_read_only`, its client sessions ended).
+   database is made read-only (`default_transaction_read_only`, its client sessions ended); the
+   schemas' validation groups (step 6) are made here.
 2. **stop_writes**: no transaction holds a transaction id in the source database (no prepared
    one either); waits up to `writes_timeout_s`, naming the sessions still writing.
 3. **catch_up**: the subscription applies everything up to that point (lag zero); the lag is
@@ -16,9 +17,11 @@ there by the replicate run). Reads top to bottom:
    window restarts, until `writes_timeout_s`. "Writes stopped" = the start of the quiet window.
 5. **sequences** (not carried by logical replication), **large_objects** (re-copied if changed),
    **matviews** (refreshed).
-6. **validate** (mapped per schema, pool `pg_migration`): exact live counts (`ONLY`), checksums
-   when `validation` is `checksums`, the structure inventory (DDL made on the source after the
-   cut fails here, by name), sequences.
+6. **validate** (mapped per validation group, pool `pg_migration`: the schemas in at most
+   2 x `pool_size` groups of about equal size, as the replicate run planned them; each group's
+   schemas one after another): exact live counts (`ONLY`), checksums when `validation` is
+   `checksums`, the structure inventory (DDL made on the source after the cut fails here, by
+   name), sequences.
 7. **finish**: every schema equal: record "validated", drop the subscription, the slot and the
    publication, restore replica identities. Otherwise nothing is dropped: fix and re-run, or
    call it off with `pg_migration_abort`.
@@ -61,9 +64,12 @@ DEFAULT_ARGS = {
 )
 def pg_migration_cutover():
     @task(retries=0)
-    def begin(params=None, run_id=None, dag=None):
-        """Find the streaming replication, hold the guard, optionally make the source read-only."""
-        return rep.cutover_begin(params, run_id, dag.dag_id)
+    def begin(params=None, run_id=None, dag=None, ti=None):
+        """Find the streaming replication, hold the guard, optionally make the source read-only.
+        Returns the validation groups (what `validate` maps over); what was found is XCom `begun`."""
+        begun = rep.cutover_begin(params, run_id, dag.dag_id)
+        ti.xcom_push(key="begun", value=begun)
+        return rep.cutover_validation_groups(params, begun)
 
     @task
     def stop_writes(params=None, run_id=None):
@@ -95,14 +101,11 @@ def pg_migration_cutover():
         """Refresh materialized views on the target (their data is not replicated)."""
         return rep.cutover_matviews(params, run_id)
 
-    @task(retries=0)
-    def schemas_to_validate(begun: dict):
-        return begun["schemas"]
-
-    @task(pool=POOL, map_index_template="{{ schema_name }}")
-    def validate(schema: str, params=None, run_id=None):
-        get_current_context()["schema_name"] = schema
-        return rep.cutover_validate(params, run_id, schema)
+    @task(pool=POOL, map_index_template="{{ group_label }}")
+    def validate(group: dict, params=None, run_id=None):
+        """One validation group: its schemas one after another, each recorded on its own."""
+        get_current_context()["group_label"] = group["label"]
+        return rep.cutover_validate_group(params, run_id, group)
 
     @task
     def finish(params=None, run_id=None):
@@ -122,11 +125,11 @@ def pg_migration_cutover():
     def verdict(summary: dict | None = None):
         steps.verdict(summary)
 
-    begun = begin()
-    checks = validate.expand(schema=schemas_to_validate(begun))
+    groups = begin()
+    checks = validate.expand(group=groups)
     summary = report()
     chain(
-        begun,
+        groups,
         stop_writes(),
         catch_up(),
         confirm_quiet(),

@@ -7,17 +7,22 @@ Reads top to bottom as the migration's story:
    a requested schema that does not exist fails here, by name.
 2. **preflight**: versions, client tools, extensions, roles, dependencies outside the selection,
    connections, tables without a primary key... Blocking findings fail the run before anything is written.
-3. **plan** units of work, largest first (big schemas split by tables); register the run on the target
-   (`_pg_migration` schema) and take the target's **guard** (no two runs write to one target).
+3. **plan** units of work, largest first (big schemas split by tables), and validation groups; register
+   the run on the target (`_pg_migration` schema) and take the target's **guard** (no two runs write to
+   one target). **choose_runner** takes the `runner`'s path, or none: dry runs and validate-only runs copy
+   nothing.
 4. **snapshot**: one exported snapshot of the whole source, held by a holder process until the data
    units are done (`consistent: false`: a snapshot per unit instead).
-5. **pre_data**: every schema's definitions at once, from the snapshot, in one transaction.
+5. **pre_data**: every schema's definitions at once, from the snapshot, in one transaction; it hands
+   the plan's units to the next step.
 6. **migrate_unit** (mapped, pool `pg_migration`, retries with backoff): COPY streams per table in the
    snapshot, indexes/keys built as tables finish, source and target counts recorded with the rows.
 7. **large_objects**, then **release_snapshot**, then **post_data**: foreign keys, triggers,
    index attachments, materialized views, sequences, database settings.
-8. **validate** (mapped per schema, same pool): exact `ONLY` row counts (and checksums when asked),
-   structure, sequences.
+8. **validate** (mapped per validation group, same pool; at most 2 x `pool_size` groups of about equal
+   size, a dominant schema alone): each group's schemas one after another, each recorded on its own:
+   exact `ONLY` row counts (and checksums when asked), structure, sequences. A group that could not
+   validate a schema fails after trying the others, naming it.
 9. `mode: "replicate"` only (near-zero downtime): the cut is a logical replication slot's snapshot
    (**check_replication** vets the source first); after validation, **subscribe** streams every later
    change into the target and **report_lag** shows the lag; `pg_migration_cutover` finishes the job in
@@ -98,27 +103,20 @@ def build_migration_dag(
             return steps.preflight(source, target, inventory, params, ti)
 
         @task(retries=0)
-        def plan(inventory: dict, findings: list, params=None, run_id=None, dag=None):
+        def plan(inventory: dict, findings: list, params=None, run_id=None, dag=None, ti=None):
+            """Returns the validation groups (what `validate` maps over); the whole plan is XCom `planned`."""
             source, target = connection_ids(params)
-            return steps.plan(source, target, inventory, params, run_id, dag.dag_id)
-
-        @task(retries=0)
-        def units_to_copy(planned: dict):
-            """The data units to map over (none in a dry run or a validate-only run)."""
-            return planned["units"]
-
-        @task(retries=0)
-        def schemas_to_validate(planned: dict):
-            return planned["schemas"]
-
-        @task.short_circuit(ignore_downstream_trigger_rules=False)
-        def copy_wanted(params=None):
-            """Dry runs and validate-only runs copy nothing."""
-            return not (params["dry_run"] or params["validate_only"])
+            planned = steps.plan(source, target, inventory, params, run_id, dag.dag_id)
+            groups = planned.pop("validation")
+            ti.xcom_push(key=steps.PLANNED_KEY, value=planned)
+            return groups
 
         @task.branch(retries=0)
         def choose_runner(params=None):
-            """runner local: worker processes on this Airflow worker; ecs: Fargate tasks (group `ecs`)."""
+            """runner local: worker processes on this Airflow worker; ecs: Fargate tasks (group `ecs`).
+            Dry runs and validate-only runs copy nothing: neither (both paths skipped)."""
+            if params["dry_run"] or params["validate_only"]:
+                return []
             return "snapshot" if params["runner"] == "local" else "ecs.settings"
 
         @task(retries=0)
@@ -135,8 +133,10 @@ def build_migration_dag(
             return steps.take_snapshot(source, target, params, run_id)
 
         @task(pool=POOL)
-        def pre_data(params=None, run_id=None):
+        def pre_data(planned: dict, params=None, run_id=None):
+            """Every table defined; returns the plan's data units, which `migrate_unit` maps over."""
             run_worker(params, run_id, "pre-data")
+            return planned["units"]
 
         @task(pool=POOL, map_index_template="{{ unit_label }}")
         def migrate_unit(unit: dict, params=None, run_id=None):
@@ -173,10 +173,11 @@ def build_migration_dag(
             """The holder task (started, not awaited) exported the snapshot: found through the target."""
             return ecs.wait_for_snapshot(params, run_id, dag.dag_id)
 
-        @task(pool=POOL, trigger_rule=TriggerRule.ALL_DONE, retries=1, map_index_template="{{ schema_name }}")
-        def validate(schema: str, params=None, run_id=None):
-            get_current_context()["schema_name"] = schema
-            steps.validate(params, run_id, schema)
+        @task(pool=POOL, trigger_rule=TriggerRule.ALL_DONE, retries=1, map_index_template="{{ group_label }}")
+        def validate(group: dict, params=None, run_id=None):
+            """One validation group (plan): its schemas one after another, each recorded on its own."""
+            get_current_context()["group_label"] = group["label"]
+            steps.validate_group(params, run_id, group)
 
         @task(retries=1)
         def subscribe(params=None, run_id=None):
@@ -208,12 +209,12 @@ def build_migration_dag(
         inventory = discover()
         findings = preflight(inventory)
         replication_ok = check_replication(inventory)
-        planned = plan(inventory, findings)
-        gate = copy_wanted()
+        groups = plan(inventory, findings)
+        planned = groups[steps.PLANNED_KEY]
         runner = choose_runner()
         held = snapshot()
-        pre = pre_data()
-        units = migrate_unit.expand(unit=units_to_copy(planned))
+        pre = pre_data(planned)
+        units = migrate_unit.expand(unit=pre)
         lobs = large_objects()
         released = release_snapshot()
         post = post_data()
@@ -231,7 +232,7 @@ def build_migration_dag(
             units_on_ecs = fargate("migrate_unit", "data")
             lobs_on_ecs = fargate("large_objects", "large-objects")
             post_on_ecs = fargate("post_data", "post-data")
-        checks = validate.expand(schema=schemas_to_validate(planned))
+        checks = validate.expand(group=groups)
         streaming = subscribe()
         lag = report_lag()
         replication_done = cleanup_replication()
@@ -239,8 +240,8 @@ def build_migration_dag(
         done = cleanup()
         final = verdict(summary)
 
-        chain(findings, replication_ok, planned)
-        chain(planned, gate, runner, held, pre, units, lobs, released, post, checks)
+        chain(findings, replication_ok, groups)
+        chain(groups, runner, held, pre, units, lobs, released, post, checks)
         chain(checks, streaming, lag, replication_done, summary, done, final)
         chain(units, post)
         chain(lobs, post)

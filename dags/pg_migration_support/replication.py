@@ -33,13 +33,15 @@ import datetime as dt
 import logging
 from typing import Any
 
+import psycopg
 from airflow.sdk import Param
 
-from include.pg_migration import replicate
+from include.pg_migration import replicate, state
 from include.pg_migration import report as rpt
 from include.pg_migration import snapshot as snap
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import MigrationError
+from include.pg_migration.plan import validation_groups
 
 log = logging.getLogger("airflow.task")
 
@@ -377,6 +379,32 @@ def cutover_matviews(params: dict[str, Any], run_id: str) -> list[str]:
 def cutover_validate(params: dict[str, Any], run_id: str, schema: str) -> dict[str, Any]:
     source, target = _endpoints(params)
     return replicate.cutover_validate(source, target, run_id, schema, params["validation"])
+
+
+def cutover_validation_groups(params: dict[str, Any], begun: dict[str, Any]) -> list[dict[str, Any]]:
+    """The cut-over's validation groups (what its ``validate`` maps over): the replication's schemas,
+    sized and pooled as the replicate run planned them (equal sizes if that plan cannot be read)."""
+    sizes: dict[str, int] = {}
+    pool_size = 4
+    try:
+        with _target(params).connect("pg_migration cutover", autocommit=True) as conn:
+            run = state.get_run(conn, begun["run_id"]) or {}
+        sizes = {s["schema"]: s.get("bytes") or 0 for s in (run.get("plan") or {}).get("schema_sizes") or []}
+        pool_size = int((run.get("params") or {}).get("pool_size") or pool_size)
+    except (MigrationError, psycopg.Error) as exc:
+        log.warning("validation groups without the replicate run's schema sizes: %s", exc)
+    groups = validation_groups([(s, sizes.get(s, 0)) for s in begun["schemas"]], pool_size)
+    for g in groups:
+        log.info("validation group %-24s %10.1f MB %4d schema(s)", g["label"], g["bytes"] / 1e6, len(g["schemas"]))
+    return groups
+
+
+def cutover_validate_group(params: dict[str, Any], run_id: str, group: dict[str, Any]) -> list[dict[str, Any]]:
+    """A validation group's schemas one after another (:func:`cutover_validate` each); fails after
+    trying all of them if any could not be validated, naming them."""
+    from pg_migration_support.steps import validate_each
+
+    return validate_each(group["schemas"], lambda schema: cutover_validate(params, run_id, schema))
 
 
 def cutover_finish(params: dict[str, Any], run_id: str) -> dict[str, Any]:

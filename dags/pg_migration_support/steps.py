@@ -14,10 +14,15 @@ from include.pg_migration import preflight as pf
 from include.pg_migration import report as rpt
 from include.pg_migration import snapshot as snap
 from include.pg_migration.errors import MigrationError, PlanError, SnapshotLost
+from include.pg_migration.plan import validation_groups
 from include.pg_migration.runner import local_env, run_local, worker_env
 from include.pg_migration.validate import validate_and_record
 
 log = logging.getLogger("airflow.task")
+
+#: The ``plan`` task's XCom with the whole plan (``plan``, ``units``, ``schemas``); its return value is
+#: the validation groups, which ``validate`` maps over (Airflow maps only over a return value).
+PLANNED_KEY = "planned"
 
 
 def _endpoints(params: dict[str, Any]):
@@ -78,10 +83,14 @@ def plan(source, target, inventory: dict[str, Any], params: dict[str, Any], run_
         params["bandwidth_mb_s"],
     )
     if params["dry_run"]:
-        return {"plan": the_plan, "units": [], "schemas": []}
+        return {"plan": the_plan, "units": [], "schemas": [], "validation": []}
     pipeline.register(target, run_id, dag_id, dict(params), the_plan, source, consistent=params["consistent"])
     units_out = [] if params["validate_only"] else the_plan["units"]
-    return {"plan": the_plan, "units": units_out, "schemas": the_plan["schemas"]}
+    sizes = {s["name"]: s["bytes"] for s in inventory["schemas"]}
+    groups = validation_groups([(s, sizes.get(s, 0)) for s in the_plan["schemas"]], params["pool_size"])
+    for g in groups:
+        log.info("validation group %-24s %10.1f MB %4d schema(s)", g["label"], g["bytes"] / 1e6, len(g["schemas"]))
+    return {"plan": the_plan, "units": units_out, "schemas": the_plan["schemas"], "validation": groups}
 
 
 # -- snapshot -----------------------------------------------------------------------------------------
@@ -159,11 +168,35 @@ def validate(params: dict[str, Any], run_id: str, schema: str) -> dict[str, Any]
     )
 
 
+def validate_group(params: dict[str, Any], run_id: str, group: dict[str, Any]) -> list[dict[str, Any]]:
+    """Validate a validation group's schemas one after another, each recorded on its own (:func:`validate`).
+
+    A schema whose validation raises does not stop the others; after all of them the task fails,
+    naming each such schema. A mismatch is not an error here: it is recorded, and the report and the
+    verdict fail the run on it.
+    """
+    return validate_each(group["schemas"], lambda schema: validate(params, run_id, schema))
+
+
+def validate_each(schemas: list[str], validate_one) -> list[dict[str, Any]]:
+    """``validate_one(schema)`` for every schema; raises after trying all of them if any raised."""
+    results, failed = [], []
+    for schema in schemas:
+        try:
+            results.append(validate_one(schema))
+        except Exception as exc:  # noqa: BLE001 - the group's other schemas are still validated
+            log.exception("schema %s: validation failed", schema)
+            failed.append(f"{schema}: {exc}")
+    if failed:
+        raise MigrationError(f"validation failed for {len(failed)} of {len(schemas)} schema(s): " + "; ".join(failed))
+    return results
+
+
 def report(params: dict[str, Any], run_id: str, dag_id: str, ti) -> dict[str, Any]:
     failed_tasks = _failed_tasks(ti, dag_id, run_id)
     inventory = ti.xcom_pull(task_ids="discover")
     findings = ti.xcom_pull(task_ids="preflight") or ti.xcom_pull(task_ids="preflight", key="findings")
-    planned = (ti.xcom_pull(task_ids="plan") or {}).get("plan")
+    planned = (ti.xcom_pull(task_ids="plan", key=PLANNED_KEY) or {}).get("plan")
     try:
         source, target = _endpoints(params)
     except MigrationError as exc:

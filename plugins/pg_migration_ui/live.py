@@ -5,7 +5,7 @@ database; :func:`read` queries the metadata DB (imports Airflow lazily) and call
 
 The units are the ``migrate_unit`` task's map indexes (``ecs.migrate_unit`` with runner ecs; the
 branch not taken is skipped): map index ``i`` copies unit ``i`` of the ``plan`` task's XCom
-(``{"units": [...]}``, each with label, schema and bytes). The projected finish
+``planned`` (``{"units": [...]}``, each with label, schema and bytes). The projected finish
 of the data copy is ``now + remaining plan bytes / throughput so far`` (bytes of finished units per
 wall-clock second since the first unit started); before any unit finished it is the plan's own
 predicted makespan counted from the first unit's start.
@@ -18,6 +18,9 @@ from typing import Any
 
 UNIT_TASK = "migrate_unit"
 PLAN_TASK = "plan"
+#: The ``plan`` task's XCom holding the plan (its return value is the validation groups); runs of
+#: earlier versions returned the plan itself.
+PLAN_KEYS = ("planned", "return_value")
 
 # Task instance state -> what the page calls it.
 CATEGORY = {
@@ -257,19 +260,24 @@ def _plan_xcom(session, dag_id: str, run_id: str) -> dict[str, Any] | None:
     from airflow.models.xcom import XComModel
     from sqlalchemy import select
 
-    row = session.scalars(
-        select(XComModel).where(
-            XComModel.dag_id == dag_id,
-            XComModel.run_id == run_id,
-            XComModel.task_id == PLAN_TASK,
-            XComModel.map_index == -1,
-            XComModel.key == "return_value",
+    rows = {
+        row.key: row
+        for row in session.scalars(
+            select(XComModel).where(
+                XComModel.dag_id == dag_id,
+                XComModel.run_id == run_id,
+                XComModel.task_id == PLAN_TASK,
+                XComModel.map_index == -1,
+                XComModel.key.in_(PLAN_KEYS),
+            )
         )
-    ).first()
-    if row is None:
-        return None
-    value = XComModel.deserialize_value(row)
-    return value if isinstance(value, dict) else None
+    }
+    for key in PLAN_KEYS:
+        if key in rows:
+            value = XComModel.deserialize_value(rows[key])
+            if isinstance(value, dict):
+                return value
+    return None
 
 
 def _pool(session, name: str) -> dict[str, Any] | None:

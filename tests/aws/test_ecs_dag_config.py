@@ -57,9 +57,25 @@ def test_the_snapshot_holder_runs_outside_the_pool_and_is_not_awaited(dag):
 
 def test_the_branch_leads_to_both_paths(dag):
     runner = dag.get_task("choose_runner")
+    assert runner.upstream_task_ids == {"plan"}  # one branch: the runner's path, or none
     assert runner.downstream_task_ids == {"snapshot", "ecs.settings"}
     assert {"ecs.post_data", "post_data"} <= dag.get_task("validate").upstream_task_ids
     assert {"ecs.large_objects", "large_objects"} <= dag.get_task("release_snapshot").upstream_task_ids
+    assert {"plan", "ecs.settings"} <= dag.get_task("ecs.migrate_unit_requests").upstream_task_ids
+
+
+@pytest.mark.parametrize(
+    ("runner", "dry_run", "validate_only", "branch"),
+    [
+        ("local", False, False, "snapshot"),
+        ("ecs", False, False, "ecs.settings"),
+        ("local", True, False, []),
+        ("ecs", False, True, []),
+    ],
+)
+def test_the_branch_copies_nothing_in_dry_and_validate_only_runs(dag, runner, dry_run, validate_only, branch):
+    params = {"runner": runner, "dry_run": dry_run, "validate_only": validate_only}
+    assert dag.get_task("choose_runner").python_callable(params=params) == branch
 
 
 def test_deferred_tasks_occupy_the_pool_only_with_include_deferred():

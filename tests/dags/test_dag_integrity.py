@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -35,6 +36,7 @@ PARSE = textwrap.dedent("""
 """)
 
 
+@functools.cache
 def parse_dags() -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env.update(
@@ -56,6 +58,13 @@ def parse_dags() -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def test_cutover_validates_in_groups():
+    tasks = parse_dags()["dags"]["pg_migration_cutover"]["tasks"]
+    assert "schemas_to_validate" not in tasks
+    assert tasks["validate"]["mapped"] and tasks["validate"]["pool"] == "pg_migration"
+    assert "validate" in tasks["begin"]["downstream"] and tasks["matviews"]["downstream"] == ["validate"]
+
+
 def test_dags_import_without_errors_or_network():
     result = parse_dags()
     assert result["errors"] == {}
@@ -69,6 +78,14 @@ def test_pg_migration_shape():
     unit = tasks["migrate_unit"]
     assert unit["mapped"] and unit["pool"] == "pg_migration" and unit["retries"] >= 2
     assert tasks["validate"]["mapped"] and tasks["validate"]["pool"] == "pg_migration"
+    assert tasks["validate"]["trigger_rule"] == "all_done"  # validate-only runs validate too
+    # No hop task between the plan and what maps over it: the plan's return value is the validation
+    # groups, pre_data's the units; one branch decides the copy (runner's path, or none).
+    assert not {"units_to_copy", "schemas_to_validate", "copy_wanted"} & set(tasks)
+    upstream = {t: {u for u, info in tasks.items() if t in info["downstream"]} for t in tasks}
+    assert upstream["migrate_unit"] == {"pre_data"} and "plan" in upstream["validate"]
+    assert upstream["choose_runner"] == {"plan"}
+    assert set(tasks["choose_runner"]["downstream"]) == {"snapshot", "ecs.settings"}
     # The story ends in one verdict, downstream of everything, that runs whatever happened.
     leaves = [t for t, info in tasks.items() if not info["downstream"]]
     assert leaves == ["verdict"]

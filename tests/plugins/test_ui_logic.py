@@ -201,3 +201,14 @@ def test_charts_and_page_escape_report_text(reports):
 
     empty = chart.schema_lines({"runs": [], "schemas": {}, "downtime_window_h": 24})
     assert "no finished rehearsal yet" in empty
+
+
+def test_validation_groups_show_as_one_chip_with_their_labels():
+    tis = [_ti("migrate_unit", i, "success", T0, T0 + dt.timedelta(seconds=5), label=f"s{i}") for i in range(6)] + [
+        _ti("validate", 0, "success", T0, T0 + dt.timedelta(seconds=1), label="s0"),
+        _ti("validate", 1, "running", T0, label="s2 +3"),
+    ]
+    p = live.progress(RUN, tis, PLANNED, now=T0 + dt.timedelta(seconds=9), window_h=24)
+    assert [(t["task_id"], t["label"]) for t in p["tasks"]] == [("validate", "s0"), ("validate", "s2 +3")]
+    html = page.live_section("pg_migration", p)
+    assert 'title="s0: success, s2 +3: running">validate 1/2</span>' in html
