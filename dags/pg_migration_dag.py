@@ -47,7 +47,7 @@ import datetime as dt
 import os
 
 import pendulum
-from airflow.sdk import TaskGroup, TriggerRule, chain, dag, get_current_context, task
+from airflow.sdk import TaskGroup, TriggerRule, chain, dag, get_current_context, get_parsing_context, task
 from pg_migration_support import (
     POOL,
     connection_ids,
@@ -252,16 +252,22 @@ def build_migration_dag(
     return migration()
 
 
-pg_migration = build_migration_dag("pg_migration")
+# A task process parses this file for its own DAG only (Airflow's parsing context): it builds just
+# that one; the dag-processor (no context) builds both.
+_parsing_for = get_parsing_context().dag_id
+
+if _parsing_for in (None, "pg_migration"):
+    pg_migration = build_migration_dag("pg_migration")
 
 # The weekend rehearsal: the same DAG, every Saturday 01:00 ($PG_MIGRATION_REHEARSAL_CRON/_TZ), against
 # the rehearsal target. Deployed paused: with catchup=False, unpausing starts the last missed Saturday
 # at once, so unpausing is a decision (docs/operations.md, "Running a rehearsal").
-pg_migration_rehearsal = build_migration_dag(
-    rehearsal.REHEARSAL_DAG_ID,
-    schedule=rehearsal.rehearsal_timetable(),
-    target_conn_id=rehearsal.REHEARSAL_TARGET_CONN_ID,
-    doc_md=rehearsal.DOC,
-    tags=("pg-migration", "rehearsal"),
-    is_paused_upon_creation=True,
-)
+if _parsing_for in (None, rehearsal.REHEARSAL_DAG_ID):
+    pg_migration_rehearsal = build_migration_dag(
+        rehearsal.REHEARSAL_DAG_ID,
+        schedule=rehearsal.rehearsal_timetable(),
+        target_conn_id=rehearsal.REHEARSAL_TARGET_CONN_ID,
+        doc_md=rehearsal.DOC,
+        tags=("pg-migration", "rehearsal"),
+        is_paused_upon_creation=True,
+    )

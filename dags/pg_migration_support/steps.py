@@ -1,4 +1,8 @@
-"""Task bodies of the migration DAGs: Airflow in (params, run id, connections), library calls out."""
+"""Task bodies of the migration DAGs: Airflow in (params, run id, connections), library calls out.
+
+Every task process parses the DAG file and so imports this module: library modules that only one
+task needs (pre-flight, history, validation) are imported inside that task's function.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from include.pg_migration import history, pipeline, state
-from include.pg_migration import preflight as pf
+from include.pg_migration import pipeline, state
 from include.pg_migration import report as rpt
 from include.pg_migration import snapshot as snap
 from include.pg_migration.errors import MigrationError, PlanError, SnapshotLost
 from include.pg_migration.plan import validation_groups
 from include.pg_migration.runner import local_env, run_local, worker_env
-from include.pg_migration.validate import validate_and_record
 
 log = logging.getLogger("airflow.task")
 
@@ -44,6 +46,7 @@ def discover(source, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def preflight(source, target, inventory: dict[str, Any], params: dict[str, Any], ti=None) -> list[dict[str, Any]]:
+    from include.pg_migration import preflight as pf
     from pg_migration_support import pool_check
 
     findings = pf.run(source, target, inventory, params)
@@ -67,6 +70,8 @@ def preflight(source, target, inventory: dict[str, Any], params: dict[str, Any],
 
 
 def plan(source, target, inventory: dict[str, Any], params: dict[str, Any], run_id: str, dag_id: str) -> dict[str, Any]:
+    from include.pg_migration import history
+
     split = params.get("split_mb")
     the_plan = pipeline.make_plan(inventory, params["pool_size"], split * 1024 * 1024 if split else None)
     units = the_plan["units"]
@@ -149,6 +154,8 @@ def run_worker(params: dict[str, Any], run_id: str, phase: str, unit_id: str | N
 
 
 def validate(params: dict[str, Any], run_id: str, schema: str) -> dict[str, Any]:
+    from include.pg_migration.validate import validate_and_record
+
     source, target = _endpoints(params)
     snapshot_id = None
     if params["validation"] == "checksums" and params["consistent"] and not params["validate_only"]:
@@ -193,6 +200,8 @@ def validate_each(schemas: list[str], validate_one) -> list[dict[str, Any]]:
 
 
 def report(params: dict[str, Any], run_id: str, dag_id: str, ti) -> dict[str, Any]:
+    from include.pg_migration import history
+
     failed_tasks = _failed_tasks(ti, dag_id, run_id)
     inventory = ti.xcom_pull(task_ids="discover")
     findings = ti.xcom_pull(task_ids="preflight") or ti.xcom_pull(task_ids="preflight", key="findings")
