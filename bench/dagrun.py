@@ -9,10 +9,11 @@ variables; runs are triggered with ``bin/airflow dags trigger`` and followed thr
 After a run, its timings are taken apart:
 
 * ``makespan`` -- the run's start to end, as the scheduler recorded them;
-* ``work`` of each task instance -- for the data units the worker's own seconds (from the
-  target's ``_pg_migration.units``); for the other worker phases the span of the worker's log
-  lines; for the in-process tasks their duration minus the fixed cost of a task instance (the
-  median duration of the DAG's no-op tasks ``units_to_copy``/``schemas_to_validate``/``copy_wanted``);
+* ``work`` of each task instance -- the time its callable ran, from its log (task runner start-up
+  over -> ``Post Execute``); without those log lines its duration minus the fixed cost of a task
+  instance (the median start-up cost, duration minus callable time, over the run's task instances
+  whose log has both lines). The data units' worker seconds (from the target's
+  ``_pg_migration.units``) are reported next to it;
 * ``ideal`` -- the makespan of the DAG with every task instance taking exactly its work and no
   scheduling delay: list scheduling over the real dependency graph with the pool's N slots;
 * ``orchestration overhead`` = makespan - ideal (reported in total, per data unit, per task instance).
@@ -40,8 +41,9 @@ import psycopg
 from bench.common import RssSampler, code_root, log, tail
 
 DAG_ID = "pg_migration"
+#: Task instances that take a slot of pool ``pg_migration`` (validate: one per validation group).
 POOL_TASKS = {"pre_data", "migrate_unit", "large_objects", "post_data", "validate"}
-NOOP_TASKS = ("units_to_copy", "schemas_to_validate", "copy_wanted")
+POOL_TASKS |= {f"ecs.{t}" for t in ("pre_data", "migrate_unit", "large_objects", "post_data")}
 WORKER_TASKS = {"pre_data": "pre-data", "large_objects": "large-objects", "post_data": "post-data"}
 
 
@@ -350,23 +352,22 @@ def analyse(stack: AirflowStack, result: dict[str, Any], target_dsn: str, run_id
     downstream = stack.tasks()
     tis = [ti for ti in tis if ti["state"] != "skipped"]  # branches not taken: no work, no slot
     durations = {(ti["task_id"], ti["map_index"]): ti["duration"] or 0.0 for ti in tis}
-    noop = [durations[(t, -1)] for t in NOOP_TASKS if (t, -1) in durations]
-    fixed = statistics.median(noop) if noop else 0.0
     work: dict[tuple[str, int], float] = {}
     parse_ms: list[float] = []
-    exec_missing = 0
     for ti in tis:
         key = (ti["task_id"], ti["map_index"])
         facts = _ti_log(stack.home, run_id, ti)
         if "parse_ms" in facts:
             parse_ms.append(facts["parse_ms"])
-        if ti["task_id"] in NOOP_TASKS:
-            work[key] = 0.0
-        elif "exec_start" in facts and "exec_end" in facts:
+        if "exec_start" in facts and "exec_end" in facts:
             work[key] = max(0.0, (facts["exec_end"] - facts["exec_start"]).total_seconds())
-        else:
-            exec_missing += 1
-            work[key] = max(0.0, durations[key] - fixed)
+    # The fixed cost of a task instance (process start, DAG parse, API calls): its duration minus its
+    # callable's time, median over the task instances whose log tells both.
+    startup = [max(0.0, durations[k] - w) for k, w in work.items()]
+    fixed = statistics.median(startup) if startup else 0.0
+    exec_missing = len(durations) - len(work)
+    for key in durations:
+        work.setdefault(key, max(0.0, durations[key] - fixed))
     ideal = simulate(tis, downstream, work, stack.pool_size)
     n_units = sum(1 for ti in tis if ti["task_id"] == "migrate_unit")
     overhead = makespan - ideal
