@@ -240,7 +240,7 @@ def build_migration_dag(
         done = cleanup()
         final = verdict(summary)
 
-        chain(findings, replication_ok, groups)
+        chain([findings, replication_ok], groups)  # the two source checks side by side
         chain(groups, runner, held, pre, units, lobs, released, post, checks)
         chain(checks, streaming, lag, replication_done, summary, done, final)
         chain(units, post)
