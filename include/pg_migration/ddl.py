@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import queue
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -338,12 +339,13 @@ def run_post_data(source: Endpoint, target: Endpoint, run_id: str, app: str) -> 
 
     Two passes. In dump order, on one session: every entry, foreign keys on plain tables added
     ``NOT VALID`` (instant: no scan). Then, on ``pool_size`` sessions at once (pgcopydb's parallel
-    constraint phase): ``VALIDATE CONSTRAINT`` of those keys, largest referencing table first (it
-    takes SHARE UPDATE EXCLUSIVE on the referencing table and ROW SHARE on the referenced one, so
-    validations never deadlock each other), the materialized views' refreshes in dump order on a
-    lane of their own, and ANALYZE of partitioned parents. A key is recorded as applied only once
-    validated, so a retry validates what an interrupted attempt left NOT VALID.
+    constraint phase): ``VALIDATE CONSTRAINT`` of those keys, one job per referencing table (a
+    validation takes SHARE UPDATE EXCLUSIVE on it, so its keys go one after another anyway, and ROW
+    SHARE on the referenced table, so validations never deadlock each other), most rows first; the
+    materialized views' refreshes in dump order on a lane of their own; ANALYZE of partitioned parents.
+    A key is recorded as applied only once validated, so a retry validates what an interrupted attempt left NOT VALID.
     """
+    started = time.monotonic()
     failures: list[str] = []
     warnings: list[str] = []
     with target.connect(app, autocommit=True) as tgt:
@@ -361,7 +363,11 @@ def run_post_data(source: Endpoint, target: Endpoint, run_id: str, app: str) -> 
                 continue
             if entry["applied_at"] is not None:
                 continue
-            deferred_fk = entry["kind"] == "FK CONSTRAINT" and _fk_can_be_not_valid(tgt, entry)
+            deferred_fk = (
+                entry["kind"] == "FK CONSTRAINT"
+                and not NOT_VALID.search(entry["statement"])  # NOT VALID on the source: stays so
+                and _fk_can_be_not_valid(tgt, entry)
+            )
             if ddl_exists(tgt, entry):
                 if deferred_fk and not _fk_validated(tgt, entry):
                     to_validate.append(entry)  # an interrupted attempt added it NOT VALID
@@ -381,18 +387,30 @@ def run_post_data(source: Endpoint, target: Endpoint, run_id: str, app: str) -> 
             except psycopg.Error as exc:
                 message = f"{entry['kind']} {entry['schema_name']}.{entry['name']}: {str(exc).strip().splitlines()[0]}"
                 (warnings if entry["kind"] in SOFT_KINDS else failures).append(message)
+        log.info("post-data: %d entries applied in dump order (%.1fs)", len(entries), time.monotonic() - started)
         partitioned = tgt.execute(PARTITIONED_TABLES, {"schemas": schemas}).fetchall()
-        sizes = {
-            (e["table_schema"], e["table_name"]): tgt.execute(TABLE_BYTES, _table_params(e)).fetchone()[0] or 0
-            for e in to_validate
-        }
-        to_validate.sort(key=lambda e: -sizes[(e["table_schema"], e["table_name"])])
+        # One job per referencing table: its validations take SHARE UPDATE EXCLUSIVE on it, so they
+        # run one after another anyway; longest first (its rows x its keys).
+        by_table: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for entry in to_validate:
+            by_table.setdefault((entry["table_schema"], entry["table_name"]), []).append(entry)
+        rows = {key: _rows(tgt, entries[0]) for key, entries in by_table.items()}
+        validations = sorted(by_table.items(), key=lambda item: -rows[item[0]] * len(item[1]))
         jobs: list[tuple[str, Any]] = [("refresh", refreshes)] if refreshes else []
-        jobs += [("validate", e) for e in to_validate] + [("analyze", t) for t in partitioned]
+        jobs += [("validate", entries) for _, entries in validations] + [("analyze", t) for t in partitioned]
         workers = max(1, min(MAX_POST_DATA_SESSIONS, int(run["params"].get("pool_size") or 2), len(jobs)))
         failures += _parallel(target, app, run_id, jobs, workers, consistent)
+        log.info(
+            "post-data: %d key validation(s), %d refresh(es), %d ANALYZE on %d session(s) (%.1fs)",
+            len(to_validate),
+            len(refreshes),
+            len(partitioned),
+            workers,
+            time.monotonic() - started,
+        )
         sequences = _set_sequences(source, tgt, schemas, app)
         warnings += _database_settings(source, target, tgt, app)
+        log.info("post-data: sequences and settings done (%.1fs)", time.monotonic() - started)
         detail = {
             "failures": failures,
             "warnings": warnings,
@@ -408,6 +426,8 @@ def run_post_data(source: Endpoint, target: Endpoint, run_id: str, app: str) -> 
     return detail
 
 
+NOT_VALID = re.compile(r"\bNOT VALID\s*;\s*$")
+
 #: Upper bound of post-data's parallel sessions (pool_size below it wins).
 MAX_POST_DATA_SESSIONS = 8
 
@@ -417,9 +437,11 @@ SELECT k.convalidated FROM pg_catalog.pg_constraint k
    AND k.conrelid = pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %(schema)s::text, %(table)s::text))
 """
 
-TABLE_BYTES = """
-SELECT pg_catalog.pg_relation_size(pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %(schema)s::text,
-       %(table)s::text)))
+#: A key validation's cost: the referencing table's rows (each one probes the referenced key); the
+#: units ANALYZEd every table, so the estimate is current.
+TABLE_ROWS = """
+SELECT c.reltuples::bigint FROM pg_catalog.pg_class c
+ WHERE c.oid = pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %(schema)s::text, %(table)s::text))
 """
 
 
@@ -429,6 +451,11 @@ def _conname(entry: dict[str, Any]) -> str:
 
 def _table_params(entry: dict[str, Any]) -> dict[str, str]:
     return {"schema": entry["table_schema"], "table": entry["table_name"], "name": _conname(entry)}
+
+
+def _rows(tgt: psycopg.Connection, entry: dict[str, Any]) -> int:
+    row = tgt.execute(TABLE_ROWS, _table_params(entry)).fetchone()
+    return max(0, row[0] or 0) if row else 0
 
 
 def _fk_validated(tgt: psycopg.Connection, entry: dict[str, Any]) -> bool:
@@ -464,6 +491,23 @@ def _parallel(
 
 
 def _post_data_job(conn: psycopg.Connection, run_id: str, job: tuple[str, Any], consistent: bool) -> list[str]:
+    started = time.monotonic()
+    try:
+        return _run_post_data_job(conn, run_id, job, consistent)
+    finally:
+        log.info("post-data: %s %s (%.1fs)", job[0], _job_name(job), time.monotonic() - started)
+
+
+def _job_name(job: tuple[str, Any]) -> str:
+    kind, what = job
+    if kind == "analyze":
+        return ".".join(what)
+    if kind == "refresh":
+        return ", ".join(f"{e['schema_name']}.{e['name']}" for e in what)
+    return f"{what[0]['table_schema']}.{what[0]['table_name']}: " + ", ".join(_conname(e) for e in what)
+
+
+def _run_post_data_job(conn: psycopg.Connection, run_id: str, job: tuple[str, Any], consistent: bool) -> list[str]:
     kind, what = job
     if kind == "analyze":
         conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(*what)))
@@ -477,19 +521,20 @@ def _post_data_job(conn: psycopg.Connection, run_id: str, job: tuple[str, Any], 
             except psycopg.Error as exc:
                 failures.append(f"MATVIEW REFRESH {entry['schema_name']}.{entry['name']}: {_first_line(exc)}")
         return failures
-    entry = what
-    name = f"{entry['table_schema']}.{entry['table_name']}.{_conname(entry)}"
-    try:
-        conn.execute(
-            sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
-                sql.Identifier(entry["table_schema"], entry["table_name"]), sql.Identifier(_conname(entry))
+    failures = []
+    for entry in what:
+        name = f"{entry['table_schema']}.{entry['table_name']}.{_conname(entry)}"
+        try:
+            conn.execute(
+                sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
+                    sql.Identifier(entry["table_schema"], entry["table_name"]), sql.Identifier(_conname(entry))
+                )
             )
-        )
-    except psycopg.Error as exc:
-        why = "" if consistent else " (rows changed between unit snapshots)"
-        return [f"foreign key {name} is violated{why}: {_first_line(exc)}"]
-    _mark(conn, run_id, entry)
-    return []
+            _mark(conn, run_id, entry)
+        except psycopg.Error as exc:
+            why = "" if consistent else " (rows changed between unit snapshots)"
+            failures.append(f"foreign key {name} is violated{why}: {_first_line(exc)}")
+    return failures
 
 
 def _first_line(exc: BaseException) -> str:

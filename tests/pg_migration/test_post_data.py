@@ -76,3 +76,27 @@ def test_a_violated_foreign_key_fails_post_data_naming_it(pair):
         assert "violated" in str(failed.value)
     finally:
         run.close()
+
+
+def test_a_key_not_valid_on_the_source_stays_not_valid_with_its_orphans(pair):
+    with pair.source_su() as src:
+        src.execute("""
+            CREATE SCHEMA c;
+            CREATE TABLE c.parent (id int PRIMARY KEY);
+            CREATE TABLE c.child (id int PRIMARY KEY, parent_id int);
+            INSERT INTO c.parent VALUES (1);
+            INSERT INTO c.child VALUES (1, 1), (2, 99);  -- 99: an orphan the source tolerates
+            ALTER TABLE c.child ADD CONSTRAINT child_parent_fk FOREIGN KEY (parent_id) REFERENCES c.parent NOT VALID;
+        """)
+    run = LocalRun(pair.source, pair.target, f"test__{uuid.uuid4().hex[:8]}", pool_size=2)
+    try:
+        for unit in run.start()["units"]:
+            run.unit(unit["unit_id"])
+        _post_data(run)
+        with pair.target_su() as tgt:
+            assert tgt.execute(
+                "SELECT convalidated FROM pg_constraint WHERE conname = 'child_parent_fk'"
+            ).fetchone() == (False,)
+            assert tgt.execute("SELECT count(*) FROM c.child").fetchone()[0] == 2
+    finally:
+        run.close()
