@@ -17,8 +17,9 @@ Reads top to bottom as the migration's story:
    the plan's units to the next step.
 6. **migrate_unit** (mapped, pool `pg_migration`, retries with backoff): COPY streams per table in the
    snapshot, indexes/keys built as tables finish, source and target counts recorded with the rows.
-7. **large_objects**, then **release_snapshot**, then **post_data**: foreign keys, triggers,
-   index attachments, materialized views, sequences, database settings.
+7. **large_objects** (beside the data units, same pool), then **post_data**: foreign keys (added
+   `NOT VALID`, validated on `pool_size` sessions at once), triggers, index attachments, materialized
+   views, sequences, database settings; **release_snapshot** beside it.
 8. **validate** (mapped per validation group, same pool; at most 2 x `pool_size` groups of about equal
    size, a dominant schema alone): each group's schemas one after another, each recorded on its own:
    exact `ONLY` row counts (and checksums when asked), structure, sequences. A group that could not
@@ -241,13 +242,13 @@ def build_migration_dag(
         final = verdict(summary)
 
         chain([findings, replication_ok], groups)  # the two source checks side by side
-        chain(groups, runner, held, pre, units, lobs, released, post, checks)
+        # Large objects load beside the data units (same pool); the snapshot is released beside post-data.
+        chain(groups, runner, held, pre, [units, lobs], post, checks)
+        chain([units, lobs], released, checks)
         chain(checks, streaming, lag, replication_done, summary, done, final)
-        chain(units, post)
-        chain(lobs, post)
-        chain(runner, on_ecs, holder, held_on_ecs, pre_on_ecs, units_on_ecs, lobs_on_ecs, released, post_on_ecs, checks)
+        chain(runner, on_ecs, holder, held_on_ecs, pre_on_ecs, [units_on_ecs, lobs_on_ecs], post_on_ecs, checks)
+        chain([units_on_ecs, lobs_on_ecs], released)
         chain(on_ecs, held_on_ecs)
-        chain([units_on_ecs, lobs_on_ecs], post_on_ecs)
 
     return migration()
 
