@@ -88,6 +88,9 @@ class AirflowStack:
                 **connections,
             }
         )
+        # Experiments with the scheduler's own settings, e.g.
+        # BENCH_AIRFLOW_ENV='{"AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2"}' (stock by default).
+        self.env.update(json.loads(os.environ.get("BENCH_AIRFLOW_ENV") or "{}"))
 
     @property
     def base(self) -> str:
