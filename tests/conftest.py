@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import uuid
@@ -165,6 +166,24 @@ def _airflow_env(home: Path, extra: dict[str, str]) -> dict[str, str]:
     env.update({"AIRFLOW_HOME": str(home), "PG_MIGRATION_REPORTS": str(home / "reports")})
     env.update(extra)
     return env
+
+
+def stop_process_group(proc: subprocess.Popen | None) -> None:
+    """Stop a process started with ``start_new_session`` and everything left in its group
+    (forked executor workers, gunicorn...): SIGTERM, then SIGKILL after 30 s, then SIGKILL the rest."""
+    if proc is None or proc.poll() is not None:
+        return
+    pgid = proc.pid  # start_new_session: this group is the one the test started
+    os.killpg(pgid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(pgid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def free_port() -> int:

@@ -52,8 +52,8 @@ def endpoint(conn_id: str, label: str) -> Endpoint:
     )
 
 
-def migration_params(target_conn_id: str = "pg_target") -> dict[str, Param]:
-    """The trigger form of ``pg_migration`` (and, with another target, of the rehearsal DAG)."""
+def connection_params(target_conn_id: str = "pg_target") -> dict[str, Param]:
+    """The source and target connection ids of a trigger form (the migration's and the cut-over's)."""
     return {
         "source_conn_id": Param(
             "pg_source",
@@ -70,6 +70,13 @@ def migration_params(target_conn_id: str = "pg_target") -> dict[str, Param]:
             description="Airflow connection id of the target (Aurora) database. "
             "Its owner needs no SUPERUSER (the Aurora master user is enough).",
         ),
+    }
+
+
+def migration_params(target_conn_id: str = "pg_target") -> dict[str, Param]:
+    """The trigger form of ``pg_migration`` (and, with another target, of the rehearsal DAG)."""
+    return {
+        **connection_params(target_conn_id),
         "schemas": Param(
             [],
             type="array",

@@ -234,7 +234,7 @@ def check(params: dict[str, Any], api: ApiAccess | None = None, pool: str = POOL
             ""
             if explicit
             else f"; define the Airflow connection {API_CONN_ID!r} (http://LOGIN:PASSWORD@api-server:8080, "
-            "or an extra {\"token\": ...}) so tasks can read pools"
+            'or an extra {"token": ...}) so tasks can read pools'
         )
         return finding(
             "warning",

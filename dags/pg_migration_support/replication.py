@@ -42,6 +42,7 @@ from include.pg_migration import snapshot as snap
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import MigrationError
 from include.pg_migration.plan import validation_groups
+from pg_migration_support import connection_params
 
 log = logging.getLogger("airflow.task")
 
@@ -91,28 +92,9 @@ def replication_params() -> dict[str, Param]:
     }
 
 
-def _connection_params() -> dict[str, Param]:
-    return {
-        "source_conn_id": Param(
-            "pg_source",
-            type="string",
-            minLength=1,
-            title="Source connection",
-            description="Airflow connection id of the source PostgreSQL database.",
-        ),
-        "target_conn_id": Param(
-            "pg_target",
-            type="string",
-            minLength=1,
-            title="Target connection",
-            description="Airflow connection id of the target (Aurora) database.",
-        ),
-    }
-
-
 def cutover_params() -> dict[str, Param]:
     return {
-        **_connection_params(),
+        **connection_params(),
         "validation": Param(
             "counts",
             type="string",
@@ -149,7 +131,7 @@ def cutover_params() -> dict[str, Param]:
 
 def abort_params() -> dict[str, Param]:
     return {
-        **_connection_params(),
+        **connection_params(),
         "replicate_run_id": Param(
             "",
             type="string",

@@ -7,9 +7,7 @@ task needs (pre-flight, history, validation) are imported inside that task's fun
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -274,6 +272,3 @@ def verdict(summary: dict[str, Any] | None) -> None:
             + f" (report: {summary['report']})"
         )
     log.info("verdict: %s", summary["verdict"].upper())
-
-
-_ = (os, time)

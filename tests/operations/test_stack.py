@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, free_port, standalone_env
+from tests.conftest import REPO, free_port, standalone_env, stop_process_group
 
 sys.path.insert(0, str(REPO / "dags"))
 
@@ -87,18 +86,7 @@ class Stack:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            pgid = self.proc.pid  # start_new_session: this group is the one the test started
-            os.killpg(pgid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(pgid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
-            try:  # children still alive in that group (forked executor workers, gunicorn...)
-                os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        stop_process_group(self.proc)
         self.log_file.close()
 
     def tail(self, n: int = 5000) -> str:

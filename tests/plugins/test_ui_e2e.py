@@ -15,8 +15,6 @@ Screenshots go to ``test-artifacts/`` (git-ignored).
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import time
 import urllib.error
@@ -25,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, free_port, standalone_env
+from tests.conftest import REPO, free_port, standalone_env, stop_process_group
 
 ARTIFACTS = REPO / "test-artifacts"
 STARTUP_TIMEOUT_S = 120
@@ -109,18 +107,7 @@ class Stack:
             return ""
 
     def __exit__(self, *exc) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            pgid = self.proc.pid  # start_new_session: the group is the one this test started
-            os.killpg(pgid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(pgid, signal.SIGKILL)
-                self.proc.wait(timeout=30)
-            try:  # components still alive in that group (e.g. forked executor workers)
-                os.killpg(pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        stop_process_group(self.proc)
         self.log_file.close()
 
 
