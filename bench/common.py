@@ -438,12 +438,34 @@ class CpuAccount:
         if "include.pg_migration.worker" in cmd:
             return "pg_migration worker" if self._mine(p) else "other"
         if name in ("pg_dump", "pg_restore", "pgcopydb", "psql"):
-            return "pg tools" if self._mine(p) else "other"
+            # a worker's psql runs with a minimal environment (libpq's variables only): known by its parent
+            return "pg tools" if self._mine(p) or self._worker_child(info) else "other"
         if any(f in cmd for f in ("bench/run.py", "validate_step.py", "copy_variants.py", "datapath.py")):
             return "bench"
         if "airflow" in cmd:
-            return "airflow (the benchmark's stack)" if self._mine(p) else "other"
+            return f"airflow: {self._airflow_role(cmd)}" if self._mine(p) else "other"
         return "other"
+
+    @staticmethod
+    def _airflow_role(cmd: str) -> str:
+        """Which part of the benchmark's Airflow stack (process titles as Airflow 3 sets them)."""
+        for marker, role in (
+            ("api-server", "api-server"), ("api_server", "api-server"), ("uvicorn", "api-server"),
+            ("dag-processor", "dag-processor"), ("dag_processor", "dag-processor"),
+            ("LocalExecutor", "executor/task processes"), ("task", "executor/task processes"),
+            ("scheduler", "scheduler"),
+        ):
+            if marker in cmd:
+                return role
+        return cmd[:40]
+
+    @staticmethod
+    def _worker_child(info: dict[str, Any]) -> bool:
+        try:
+            parent = psutil.Process(info.get("ppid") or 0)
+            return "include.pg_migration.worker" in " ".join(parent.cmdline())
+        except psutil.Error:
+            return False
 
     def _mine(self, p: psutil.Process) -> bool:
         """Started by this benchmark: its environment carries BENCH_RUN (inherited by every child)."""

@@ -9,8 +9,8 @@ Reads top to bottom as the migration's story:
    connections, tables without a primary key... Blocking findings fail the run before anything is written.
 3. **plan** units of work, largest first (big schemas split by tables), and validation groups; register
    the run on the target (`_pg_migration` schema) and take the target's **guard** (no two runs write to
-   one target). **choose_runner** takes the `runner`'s path, or none: dry runs and validate-only runs copy
-   nothing.
+   one target). **choose_runner** (beside the checks) takes the `runner`'s path once the plan is made,
+   or none: dry runs and validate-only runs copy nothing.
 4. **snapshot**: one exported snapshot of the whole source, held by a holder process until the data
    units are done (`consistent: false`: a snapshot per unit instead).
 5. **pre_data**: every schema's definitions at once, from the snapshot, in one transaction; it hands
@@ -26,11 +26,11 @@ Reads top to bottom as the migration's story:
    validate a schema fails after trying the others, naming it.
 9. `mode: "replicate"` only (near-zero downtime): the cut is a logical replication slot's snapshot
    (**check_replication** vets the source first); after validation, **subscribe** streams every later
-   change into the target and **report_lag** shows the lag; `pg_migration_cutover` finishes the job in
+   change into the target and shows the lag once it caught up; `pg_migration_cutover` finishes the job in
    the downtime window, `pg_migration_abort` calls it off. **cleanup_replication** leaves no slot or
    publication behind when a run does not reach streaming.
-10. **report** (`report.json` + `report.md`, path in the log), **cleanup** (snapshot, guard), and the
-   **verdict**: the run fails if anything failed or differs.
+10. **report** (`report.json` + `report.md`, path in the log) beside **cleanup** (snapshot, guard), then
+   the **verdict**: the run fails if anything failed or differs.
 
 **runner** `ecs` runs steps 4-7 (every phase that needs PostgreSQL client tools) as Fargate tasks of
 the same worker, started by `EcsRunTaskOperator` (group `ecs`: deferrable, re-attaching, same pool and
@@ -182,12 +182,12 @@ def build_migration_dag(
 
         @task(retries=1)
         def subscribe(params=None, run_id=None):
-            """mode replicate: stream every change made since the cut into the target (no copy)."""
-            return repl.subscribe(params, run_id)
-
-        @task(retries=0)
-        def report_lag(params=None, run_id=None):
-            return repl.report_lag(params, run_id)
+            """mode replicate: stream every change made since the cut into the target (no copy), then
+            wait for it to catch up and record the lag. A retry re-attaches (subscribing is idempotent)."""
+            subscription = repl.subscribe(params, run_id)
+            if subscription is None:
+                return None
+            return {"subscription": subscription, "lag": repl.report_lag(params, run_id)}
 
         @task(trigger_rule=TriggerRule.ALL_DONE, retries=1)
         def cleanup_replication(params=None, run_id=None):
@@ -235,18 +235,22 @@ def build_migration_dag(
             post_on_ecs = fargate("post_data", "post-data")
         checks = validate.expand(group=groups)
         streaming = subscribe()
-        lag = report_lag()
         replication_done = cleanup_replication()
         summary = report()
         done = cleanup()
         final = verdict(summary)
 
-        chain([findings, replication_ok], groups)  # the two source checks side by side
+        # The source checks and the runner's choice side by side (the branch needs only the params: it is
+        # off the critical path, and its skips wait for the plan like its chosen path does).
+        chain([findings, replication_ok], groups)
+        chain(inventory, runner)
         # Large objects load beside the data units (same pool); the snapshot is released beside post-data.
-        chain(groups, runner, held, pre, [units, lobs], post, checks)
+        chain([groups, runner], held, pre, [units, lobs], post, checks)
         chain([units, lobs], released, checks)
-        chain(checks, streaming, lag, replication_done, summary, done, final)
-        chain(runner, on_ecs, holder, held_on_ecs, pre_on_ecs, [units_on_ecs, lobs_on_ecs], post_on_ecs, checks)
+        # The report and the cleanup (snapshot, guard) side by side; the verdict waits for both.
+        chain(checks, streaming, replication_done, [summary, done], final)
+        chain([groups, runner], on_ecs)
+        chain(on_ecs, holder, held_on_ecs, pre_on_ecs, [units_on_ecs, lobs_on_ecs], post_on_ecs, checks)
         chain([units_on_ecs, lobs_on_ecs], released)
         chain(on_ecs, held_on_ecs)
 

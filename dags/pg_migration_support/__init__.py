@@ -75,6 +75,10 @@ def connection_params(target_conn_id: str = "pg_target") -> dict[str, Param]:
 
 def migration_params(target_conn_id: str = "pg_target") -> dict[str, Param]:
     """The trigger form of ``pg_migration`` (and, with another target, of the rehearsal DAG)."""
+    # Here, not at the top: the Amazon provider (boto3) costs every parse ~0.1 s, and the cut-over
+    # and abort DAGs, which import this package too, have no ECS tasks.
+    from pg_migration_support.ecs import ecs_params
+
     return {
         **connection_params(target_conn_id),
         "schemas": Param(
@@ -170,6 +174,5 @@ def connection_ids(params: dict[str, Any]) -> tuple[Endpoint, Endpoint]:
 
 
 from pg_migration_support import steps  # noqa: E402  (task bodies; imports this module lazily)
-from pg_migration_support.ecs import ecs_params  # noqa: E402  (runner ecs: params, operator, pre-flight)
 
 run_worker = steps.run_worker

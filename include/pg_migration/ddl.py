@@ -445,6 +445,28 @@ SELECT c.reltuples::bigint FROM pg_catalog.pg_class c
 """
 
 
+#: Whether the validation's anti join should walk two indexes in key order (merge join) instead of
+#: hashing the referenced keys: a btree index of the referencing table leads with exactly the key's
+#: columns (any order), without a predicate, and the referenced table is big enough (>= 100 000 rows)
+#: for its hash table to outgrow the CPU caches (a smaller one stays in them: hashing is as fast).
+FK_LEADING_INDEX = """
+SELECT EXISTS (
+  SELECT 1
+    FROM pg_catalog.pg_constraint k
+    JOIN pg_catalog.pg_class r ON r.oid = k.confrelid AND r.reltuples >= 100000
+    JOIN pg_catalog.pg_index i ON i.indrelid = k.conrelid
+    JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+    JOIN pg_catalog.pg_am am ON am.oid = ic.relam
+   WHERE k.conname = %(name)s
+     AND k.conrelid = pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %(schema)s::text, %(table)s::text))
+     AND am.amname = 'btree' AND i.indisvalid AND i.indpred IS NULL
+     AND i.indnkeyatts >= pg_catalog.cardinality(k.conkey)
+     AND (SELECT pg_catalog.array_agg(a ORDER BY a)
+            FROM pg_catalog.unnest((i.indkey::pg_catalog.int2[])[0:pg_catalog.cardinality(k.conkey) - 1]) a)
+       = (SELECT pg_catalog.array_agg(a ORDER BY a) FROM pg_catalog.unnest(k.conkey) a))
+"""
+
+
 def _conname(entry: dict[str, Any]) -> str:
     return entry["name"][len(entry["table_name"]) + 1 :]
 
@@ -525,11 +547,20 @@ def _run_post_data_job(conn: psycopg.Connection, run_id: str, job: tuple[str, An
     for entry in what:
         name = f"{entry['table_schema']}.{entry['table_name']}.{_conname(entry)}"
         try:
-            conn.execute(
-                sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
-                    sql.Identifier(entry["table_schema"], entry["table_name"]), sql.Identifier(_conname(entry))
+            with conn.transaction():
+                if conn.execute(FK_LEADING_INDEX, _table_params(entry)).fetchone()[0]:
+                    # PostgreSQL checks the key with one anti join (referencing LEFT JOIN referenced). Its
+                    # planner picks a hash join, whose probes miss the CPU caches once the referenced
+                    # keys outgrow them; walking the referencing index beside the referenced key's
+                    # (a merge join of two index-only scans: freshly COPY ... FREEZE-loaded tables are
+                    # all-visible) is 3-7x faster (20.6 M order lines: 16.2 s -> 4.4 s for two keys).
+                    # Only for this statement; the planner still chooses merge or nested loop.
+                    conn.execute("SET LOCAL enable_hashjoin = off")
+                conn.execute(
+                    sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
+                        sql.Identifier(entry["table_schema"], entry["table_name"]), sql.Identifier(_conname(entry))
+                    )
                 )
-            )
             _mark(conn, run_id, entry)
         except psycopg.Error as exc:
             why = "" if consistent else " (rows changed between unit snapshots)"

@@ -57,8 +57,9 @@ def test_the_snapshot_holder_runs_outside_the_pool_and_is_not_awaited(dag):
 
 def test_the_branch_leads_to_both_paths(dag):
     runner = dag.get_task("choose_runner")
-    assert runner.upstream_task_ids == {"plan"}  # one branch: the runner's path, or none
+    assert runner.upstream_task_ids == {"discover"}  # one branch: the runner's path, or none
     assert runner.downstream_task_ids == {"snapshot", "ecs.settings"}
+    assert dag.get_task("ecs.settings").upstream_task_ids == {"plan", "choose_runner"}  # after the plan
     assert {"ecs.post_data", "post_data"} <= dag.get_task("validate").upstream_task_ids
     assert {"ecs.large_objects", "large_objects"} <= dag.get_task("release_snapshot").upstream_task_ids
     assert {"plan", "ecs.settings"} <= dag.get_task("ecs.migrate_unit_requests").upstream_task_ids

@@ -84,8 +84,12 @@ def test_pg_migration_shape():
     assert not {"units_to_copy", "schemas_to_validate", "copy_wanted"} & set(tasks)
     upstream = {t: {u for u, info in tasks.items() if t in info["downstream"]} for t in tasks}
     assert upstream["migrate_unit"] == {"pre_data"} and "plan" in upstream["validate"]
-    assert upstream["choose_runner"] == {"plan"}
+    # the branch sits beside the source checks (off the critical path); both paths wait for the plan
+    assert upstream["choose_runner"] == {"discover"}
     assert set(tasks["choose_runner"]["downstream"]) == {"snapshot", "ecs.settings"}
+    assert upstream["snapshot"] == upstream["ecs.settings"] == {"plan", "choose_runner"}
+    # the report beside the cleanup; the verdict waits for both
+    assert upstream["verdict"] == {"report", "cleanup"}
     # The story ends in one verdict, downstream of everything, that runs whatever happened.
     leaves = [t for t, info in tasks.items() if not info["downstream"]]
     assert leaves == ["verdict"]

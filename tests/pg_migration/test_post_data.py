@@ -100,3 +100,46 @@ def test_a_key_not_valid_on_the_source_stays_not_valid_with_its_orphans(pair):
             assert tgt.execute("SELECT count(*) FROM c.child").fetchone()[0] == 2
     finally:
         run.close()
+
+
+def test_keys_with_a_leading_index_are_checked_by_merge_join_and_violations_still_fail(pair):
+    """The index-walking validation (hash join off) finds orphans exactly as the default plan does."""
+    from include.pg_migration.ddl import FK_LEADING_INDEX
+
+    with pair.source_su() as src:
+        src.execute("""
+            CREATE SCHEMA m;
+            CREATE TABLE m.parent (a int, b int, PRIMARY KEY (a, b));
+            CREATE TABLE m.child (id int PRIMARY KEY, pa int, pb int, FOREIGN KEY (pb, pa) REFERENCES m.parent (b, a));
+            CREATE INDEX child_pa_pb ON m.child (pa, pb, id);   -- the key's columns lead, in another order
+            CREATE TABLE m.loose (id int PRIMARY KEY, pa int, pb int, FOREIGN KEY (pa, pb) REFERENCES m.parent);
+            CREATE INDEX loose_pa ON m.loose (pa);               -- only part of the key: no
+            CREATE TABLE m.small (id int PRIMARY KEY);
+            CREATE TABLE m.tiny (id int PRIMARY KEY, small_id int REFERENCES m.small);
+            CREATE INDEX tiny_small_id ON m.tiny (small_id);     -- indexed, but 10 referenced keys: hash
+            INSERT INTO m.parent SELECT g, -g FROM generate_series(1, 120000) g;
+            INSERT INTO m.child SELECT g, 1 + g % 120000, -(1 + g % 120000) FROM generate_series(1, 6000) g;
+            INSERT INTO m.loose SELECT g, g, -g FROM generate_series(1, 100) g;
+            INSERT INTO m.small SELECT generate_series(1, 10);
+            INSERT INTO m.tiny SELECT g, 1 + g % 10 FROM generate_series(1, 100) g;
+        """)
+    run = LocalRun(pair.source, pair.target, f"test__{uuid.uuid4().hex[:8]}", pool_size=2)
+    try:
+        for unit in run.start()["units"]:
+            run.unit(unit["unit_id"])
+        with pair.target_su() as tgt:
+            tgt.execute("DELETE FROM m.parent WHERE a = 1500")  # m.child row 1499 now points nowhere
+        with pytest.raises(MigrationError) as failed:
+            _post_data(run)
+        assert "m.child.child_pb_pa_fkey" in str(failed.value) and "violated" in str(failed.value)
+        assert "loose" not in str(failed.value)
+        with pair.target_su() as tgt:  # the keys exist now (the violated one NOT VALID)
+            leading = {
+                table: tgt.execute(FK_LEADING_INDEX, {"schema": "m", "table": table, "name": name}).fetchone()[0]
+                for table, name in (
+                    ("child", "child_pb_pa_fkey"), ("loose", "loose_pa_pb_fkey"), ("tiny", "tiny_small_id_fkey")
+                )
+            }
+            assert leading == {"child": True, "loose": False, "tiny": False}
+    finally:
+        run.close()
