@@ -443,8 +443,16 @@ class CpuAccount:
         if any(f in cmd for f in ("bench/run.py", "validate_step.py", "copy_variants.py", "datapath.py")):
             return "bench"
         if "airflow" in cmd:
-            return f"airflow: {self._airflow_role(cmd)}" if self._mine(p) else "other"
+            # setproctitle (the executor's workers, task supervisors) hides a process's environment:
+            # those are known by an ancestor of this run's stack
+            return f"airflow: {self._airflow_role(cmd)}" if self._mine(p) or self._mine_ancestor(p) else "other"
         return "other"
+
+    def _mine_ancestor(self, p: psutil.Process) -> bool:
+        try:
+            return any(self._mine(a) for a in p.parents()[:6])
+        except psutil.Error:
+            return False
 
     @staticmethod
     def _airflow_role(cmd: str) -> str:
@@ -453,7 +461,7 @@ class CpuAccount:
             ("api-server", "api-server"), ("api_server", "api-server"), ("uvicorn", "api-server"),
             ("dag-processor", "dag-processor"), ("dag_processor", "dag-processor"),
             ("LocalExecutor", "executor/task processes"), ("task", "executor/task processes"),
-            ("scheduler", "scheduler"),
+            ("scheduler", "scheduler"), ("serve-logs", "serve-logs"), ("dags trigger", "CLI (dags trigger)"),
         ):
             if marker in cmd:
                 return role

@@ -381,7 +381,7 @@ class Bench:
             }
             home = self.work / "airflow_home"
             shutil.rmtree(home, ignore_errors=True)
-            self.stack = dagrun.AirflowStack(home, self.args.jobs, max(4, self.args.jobs + 2), conns)
+            self.stack = dagrun.AirflowStack(home, self.args.jobs, dagrun.PARALLELISM, conns)
             self.stack.start()
         return self.stack
 
