@@ -124,8 +124,11 @@ def ensure_pgcopydb() -> tuple[str | None, str]:
         return None, "pgcopydb is not installed and this user cannot apt-get install it"
     log("pgcopydb missing: apt-get install -y pgcopydb")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "install", "-y", "-qq", "pgcopydb"], ["apt-get", "update", "-qq"],
-                ["apt-get", "install", "-y", "-qq", "pgcopydb"]):
+    for cmd in (
+        ["apt-get", "install", "-y", "-qq", "pgcopydb"],
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "pgcopydb"],
+    ):
         result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
         if cmd[1] == "install" and result.returncode == 0 and shutil.which("pgcopydb"):
             break
@@ -151,9 +154,14 @@ def _copy_by_name(src_dsn: str, tgt_dsn: str, schema: str, table: str) -> int:
     from psycopg import sql
 
     with psycopg.connect(src_dsn) as src, psycopg.connect(tgt_dsn) as tgt:
-        cols = [r[0] for r in src.execute(
-            "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
-            "AND NOT attisdropped ORDER BY attnum", (sql.Identifier(schema, table).as_string(src),))]
+        cols = [
+            r[0]
+            for r in src.execute(
+                "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+                "AND NOT attisdropped ORDER BY attnum",
+                (sql.Identifier(schema, table).as_string(src),),
+            )
+        ]
         col_list = sql.SQL(", ").join(sql.Identifier(c) for c in cols)
         name = sql.Identifier(schema, table)
         n = 0
@@ -195,8 +203,18 @@ def pgcopydb_clone(src_server, src_db: str, tgt_server, tgt_db: str, work: Path,
     env["PGCOPYDB_SOURCE_PGURI"] = src_server.uri(src_db) + "?options=-c%20search_path%3Dpg_catalog"
     env["PGCOPYDB_TARGET_PGURI"] = tgt_server.uri(tgt_db, user=tgt_server.admin_user)
     env["PATH"] = f"{Path(src_server.bin('pg_dump')).parent}:{env.get('PATH', '')}"
-    cmd = [binary, "clone", "--table-jobs", str(jobs), "--index-jobs", str(jobs), "--no-owner", "--no-acl",
-           "--dir", str(run_dir / "work")]
+    cmd = [
+        binary,
+        "clone",
+        "--table-jobs",
+        str(jobs),
+        "--index-jobs",
+        str(jobs),
+        "--no-owner",
+        "--no-acl",
+        "--dir",
+        str(run_dir / "work"),
+    ]
     if misordered:
         cmd += ["--filters", str(filters)]
     fixup_s = 0.0
@@ -208,8 +226,9 @@ def pgcopydb_clone(src_server, src_db: str, tgt_server, tgt_db: str, work: Path,
             if rc == 0:
                 t = time.monotonic()
                 for schema, table in misordered:
-                    _copy_by_name(src_server.dsn(src_db), tgt_server.dsn(tgt_db, user=tgt_server.admin_user),
-                                  schema, table)
+                    _copy_by_name(
+                        src_server.dsn(src_db), tgt_server.dsn(tgt_db, user=tgt_server.admin_user), schema, table
+                    )
                 fixup_s = time.monotonic() - t
         wall = time.monotonic() - started
     finally:

@@ -44,13 +44,18 @@ def code_root() -> Path:
 
 def export_head(work: Path, rev: str = "HEAD") -> tuple[Path, str]:
     """``git archive <rev>`` into ``work/code-<sha>`` (re-used), with the repo's .venv linked in."""
-    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", f"{rev}^{{commit}}"], capture_output=True,
-                         text=True, check=True).stdout.strip()
+    sha = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--verify", f"{rev}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     dest = work / f"code-{sha[:12]}"
     if not (dest / ".exported").exists():
         dest.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", sha], capture_output=True,
-                                 check=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", "--format=tar", sha], capture_output=True, check=True
+        ).stdout
         subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
         (dest / ".exported").write_text(sha + "\n")
     venv = dest / ".venv"
@@ -64,8 +69,11 @@ def code_version() -> dict[str, Any]:
     if root != REPO:
         return {"code": "exported HEAD", "commit": (root / ".exported").read_text().strip(), "dirty": False}
     sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "include", "dags", "bin"],
-                           capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--", "include", "dags", "bin"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     return {"code": "work tree", "commit": sha, "dirty": bool(dirty)}
 
 
@@ -317,7 +325,7 @@ def _table_fingerprint(dsn: str, schema: str, table: str) -> tuple[int, str]:
             r[0]
             for r in conn.execute(
                 "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
-                "AND NOT attisdropped ORDER BY attname COLLATE \"C\"",
+                'AND NOT attisdropped ORDER BY attname COLLATE "C"',
                 (sql.Identifier(schema, table).as_string(conn),),
             )
         ]
@@ -411,8 +419,9 @@ class CpuAccount:
         self._thread.join()
         self._sample()
         t1 = psutil.cpu_times()
-        self.machine_cpu_s = sum(getattr(t1, f) - getattr(self._t0, f) for f in ("user", "system", "nice", "irq",
-                                                                                  "softirq"))
+        self.machine_cpu_s = sum(
+            getattr(t1, f) - getattr(self._t0, f) for f in ("user", "system", "nice", "irq", "softirq")
+        )
         self.wall_s = time.monotonic() - self._w0
 
     def _run(self) -> None:
@@ -458,10 +467,16 @@ class CpuAccount:
     def _airflow_role(cmd: str) -> str:
         """Which part of the benchmark's Airflow stack (process titles as Airflow 3 sets them)."""
         for marker, role in (
-            ("api-server", "api-server"), ("api_server", "api-server"), ("uvicorn", "api-server"),
-            ("dag-processor", "dag-processor"), ("dag_processor", "dag-processor"),
-            ("LocalExecutor", "executor/task processes"), ("task", "executor/task processes"),
-            ("scheduler", "scheduler"), ("serve-logs", "serve-logs"), ("dags trigger", "CLI (dags trigger)"),
+            ("api-server", "api-server"),
+            ("api_server", "api-server"),
+            ("uvicorn", "api-server"),
+            ("dag-processor", "dag-processor"),
+            ("dag_processor", "dag-processor"),
+            ("LocalExecutor", "executor/task processes"),
+            ("task", "executor/task processes"),
+            ("scheduler", "scheduler"),
+            ("serve-logs", "serve-logs"),
+            ("dags trigger", "CLI (dags trigger)"),
         ):
             if marker in cmd:
                 return role
@@ -535,9 +550,14 @@ SELECT datname, state, coalesce(wait_event_type || ':' || wait_event, 'CPU') AS 
 def _statement_kind(query: str) -> str:
     q = " ".join(query.split()).upper()
     for prefix, kind in (
-        ("COPY", None), ("CREATE UNIQUE INDEX", "CREATE INDEX"), ("CREATE INDEX", "CREATE INDEX"),
-        ("ALTER TABLE", "ALTER TABLE (keys, FKs)"), ("ANALYZE", "ANALYZE"), ("VACUUM", "VACUUM"),
-        ("REFRESH MATERIALIZED", "REFRESH MATVIEW"), ("SELECT COUNT(*)", "count(*)"),
+        ("COPY", None),
+        ("CREATE UNIQUE INDEX", "CREATE INDEX"),
+        ("CREATE INDEX", "CREATE INDEX"),
+        ("ALTER TABLE", "ALTER TABLE (keys, FKs)"),
+        ("ANALYZE", "ANALYZE"),
+        ("VACUUM", "VACUUM"),
+        ("REFRESH MATERIALIZED", "REFRESH MATVIEW"),
+        ("SELECT COUNT(*)", "count(*)"),
     ):
         if q.startswith(prefix):
             if kind is None:

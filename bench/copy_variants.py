@@ -76,12 +76,29 @@ def run_psql(src_srv, src_db: str, tgt_srv, schema: str, table: str) -> int:
     ident = f'"{schema}"."{table}"'
     src_env = {**os.environ, **src_srv.libpq_env(src_db)}
     tgt_env = {**os.environ, **tgt_srv.libpq_env(TGT_DB, user=tgt_srv.admin_user)}
-    out = subprocess.Popen([src_srv.bin("psql"), "-X", "-q", "-c", f"COPY {ident} TO STDOUT (FORMAT binary)"],
-                           env=src_env, stdout=subprocess.PIPE)
-    into = subprocess.Popen([tgt_srv.bin("psql"), "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1",
-                             "-c", "SET synchronous_commit = off", "-c", f"TRUNCATE ONLY {ident}",
-                             "-c", f"COPY {ident} FROM STDIN (FORMAT binary, FREEZE)"],
-                            env=tgt_env, stdin=out.stdout)
+    out = subprocess.Popen(
+        [src_srv.bin("psql"), "-X", "-q", "-c", f"COPY {ident} TO STDOUT (FORMAT binary)"],
+        env=src_env,
+        stdout=subprocess.PIPE,
+    )
+    into = subprocess.Popen(
+        [
+            tgt_srv.bin("psql"),
+            "-X",
+            "-q",
+            "-1",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "SET synchronous_commit = off",
+            "-c",
+            f"TRUNCATE ONLY {ident}",
+            "-c",
+            f"COPY {ident} FROM STDIN (FORMAT binary, FREEZE)",
+        ],
+        env=tgt_env,
+        stdin=out.stdout,
+    )
     assert out.stdout is not None
     out.stdout.close()
     if into.wait() != 0 or out.wait() != 0:
@@ -104,10 +121,22 @@ def main() -> int:
     schema, table = args.table.split(".", 1)
     common.create_target_db(target, TGT_DB)
     try:
-        ddl = subprocess.run([source.bin("pg_dump"), "--section=pre-data", "--no-owner", "--no-privileges",
-                              "-t", f'"{schema}"."{table}"', "-d", args.source_db],
-                             env={**os.environ, **source.libpq_env(args.source_db)}, capture_output=True, text=True,
-                             check=True).stdout
+        ddl = subprocess.run(
+            [
+                source.bin("pg_dump"),
+                "--section=pre-data",
+                "--no-owner",
+                "--no-privileges",
+                "-t",
+                f'"{schema}"."{table}"',
+                "-d",
+                args.source_db,
+            ],
+            env={**os.environ, **source.libpq_env(args.source_db)},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         with target.connect(TGT_DB, user=target.admin_user, autocommit=True) as conn:
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
             ddl = "\n".join(ln for ln in ddl.splitlines() if not ln.startswith("--"))

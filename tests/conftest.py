@@ -27,6 +27,7 @@ from psycopg import sql
 REPO = Path(__file__).resolve().parents[1]
 # The product owner's material beside the repo (../shared); $PG_MIGRATION_SHARED_DIR overrides.
 SHARED = Path(os.environ.get("PG_MIGRATION_SHARED_DIR") or REPO.parent / "shared")
+SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 sys.path.insert(0, str(REPO))
 
 from include.pg_migration.conn import Endpoint  # noqa: E402
@@ -197,17 +198,20 @@ def free_port() -> int:
 def standalone_env(home: Path, port: int, extra: dict[str, str]) -> dict[str, str]:
     """Environment of a local `bin/airflow standalone` on free ports (simple auth manager), plus ``extra``."""
     base = f"http://127.0.0.1:{port}"
-    return _airflow_env(home, {
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__BASE_URL": base,
-        "AIRFLOW__API__WORKERS": "1",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base}/execution/",
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-        **extra,
-    })
+    return _airflow_env(
+        home,
+        {
+            "AIRFLOW__API__PORT": str(port),
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__BASE_URL": base,
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base}/execution/",
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
+            **extra,
+        },
+    )
 
 
 @dataclass

@@ -105,8 +105,9 @@ def test_pg_servers(compose):
     assert target["image"] == "postgres:15"
     assert "wal_level=logical" in _command_text(source)
     for svc in (source, target):
-        init = [host for container, host in _mounts(svc).items()
-                if container.startswith("/docker-entrypoint-initdb.d/")]
+        init = [
+            host for container, host in _mounts(svc).items() if container.startswith("/docker-entrypoint-initdb.d/")
+        ]
         assert init, "no init script"
         script = (REPO / init[0]).read_text()
         assert "aurora_admin" in script and "NOSUPERUSER" in script
@@ -141,6 +142,13 @@ def test_bind_mount_files_exist(compose):
 def test_docker_compose_config():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COMPOSE_", "DOCKER_"))}
     for args in ([], ["--profile", "demo"]):
-        proc = subprocess.run(["docker-compose", "-f", str(COMPOSE_FILE), *args, "config", "-q"],
-                              cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
+        proc = subprocess.run(
+            ["docker-compose", "-f", str(COMPOSE_FILE), *args, "config", "-q"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert proc.returncode == 0, proc.stderr

@@ -125,8 +125,15 @@ def schedule(durations: list[tuple[str, float]], pool_size: int) -> list[dict[st
     out = []
     for position, (unit_id, seconds) in enumerate(durations, start=1):
         i = slots.index(min(slots))
-        out.append({"order": position, "unit_id": unit_id, "slot": i + 1, "start_s": round(slots[i], 3),
-                    "end_s": round(slots[i] + seconds, 3)})
+        out.append(
+            {
+                "order": position,
+                "unit_id": unit_id,
+                "slot": i + 1,
+                "start_s": round(slots[i], 3),
+                "end_s": round(slots[i] + seconds, 3),
+            }
+        )
         slots[i] += seconds
     return out
 
@@ -178,8 +185,14 @@ def forecast(
     for u in units:
         by_schema_units[u["schema"]] = by_schema_units.get(u["schema"], 0) + 1
     for s in (inventory or {}).get("schemas") or []:
-        sizes.append({"schema": s["name"], "bytes": s.get("bytes") or 0, "tables": len(s.get("tables") or []),
-                      "units": by_schema_units.get(s["name"], 0)})
+        sizes.append(
+            {
+                "schema": s["name"],
+                "bytes": s.get("bytes") or 0,
+                "tables": len(s.get("tables") or []),
+                "units": by_schema_units.get(s["name"], 0),
+            }
+        )
     return {
         "schema_sizes": sizes,
         "predicted_makespan_s": round(makespan, 3),
@@ -234,22 +247,23 @@ def compare(
         now = this_schemas.get(name)
         prev = prev_schemas.get(name, {}).get("seconds")
         change = ((now - prev) / prev * 100.0) if (now is not None and prev) else None
-        rows.append({
-            "schema": name,
-            "seconds": now,
-            "previous_s": prev,
-            "median_s": median(history_s) if history_s else None,
-            "change_pct": round(change, 1) if change is not None else None,
-        })
+        rows.append(
+            {
+                "schema": name,
+                "seconds": now,
+                "previous_s": prev,
+                "median_s": median(history_s) if history_s else None,
+                "change_pct": round(change, 1) if change is not None else None,
+            }
+        )
     fits = (total is not None) and total <= window * 3600
     if total is None:
         sentence = "no duration measured: whether it fits the downtime window is unknown"
     else:
         share = total / (window * 3600)
         what = "predicted" if dry_run else "took"
-        sentence = (
-            f"the whole migration {what} {_human(total)}, {share:.1%} of the {window:g} h downtime window: "
-            + ("FITS" if fits else "DOES NOT FIT")
+        sentence = f"the whole migration {what} {_human(total)}, {share:.1%} of the {window:g} h downtime window: " + (
+            "FITS" if fits else "DOES NOT FIT"
         )
         if previous and previous.get("total_seconds") and not dry_run:
             sentence += f" (previous rehearsal {_human(previous['total_seconds'])})"
@@ -260,9 +274,7 @@ def compare(
         "fits_window": fits,
         "verdict": sentence,
         "previous_run_id": previous["run_id"] if previous else None,
-        "earlier_runs": [
-            {k: r.get(k) for k in ("run_id", "finished_at", "verdict", "total_seconds")} for r in earlier
-        ],
+        "earlier_runs": [{k: r.get(k) for k in ("run_id", "finished_at", "verdict", "total_seconds")} for r in earlier],
         "schemas": rows,
         "chart": None,
     }
@@ -325,9 +337,7 @@ def chart_svg(
     runs = [(r["run_id"], r.get("schemas") or {}, r.get("total_seconds")) for r in earlier]
     runs.append((run_id, this_schemas, comparison.get("total_seconds")))
     n = len(runs)
-    by_latest = sorted(
-        {name for _, s, _ in runs for name in s}, key=lambda name: -(this_schemas.get(name) or 0)
-    )
+    by_latest = sorted({name for _, s, _ in runs for name in s}, key=lambda name: -(this_schemas.get(name) or 0))
     shown = by_latest[: len(PALETTE)]
     w, h, left, top, bottom, right_legend = 860, 320, 56, 30, 60, 150
     panel_w = 440
@@ -355,8 +365,10 @@ def chart_svg(
         parts.append(f'<text x="{left - 6}" y="{yy + 4:.1f}" text-anchor="end">{v:g}</text>')
     for i, (rid, _, _) in enumerate(runs):
         label = "this run" if i == n - 1 else f"-{n - 1 - i}"
-        parts.append(f'<text x="{x(i):.1f}" y="{h - bottom + 16}" text-anchor="middle">{label}'
-                     f"<title>{escape(rid)}</title></text>")
+        parts.append(
+            f'<text x="{x(i):.1f}" y="{h - bottom + 16}" text-anchor="middle">{label}'
+            f"<title>{escape(rid)}</title></text>"
+        )
     for c, name in enumerate(shown):
         color = PALETTE[c]
         pts = [(x(i), y(float(s[name]))) for i, (_, s, _) in enumerate(runs) if s.get(name) is not None]
@@ -367,20 +379,23 @@ def chart_svg(
                 + '"/>'
             )
         for px, py in pts:
-            parts.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3" fill="{color}"><title>{escape(name)}</title>'
-                         "</circle>")
+            parts.append(
+                f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3" fill="{color}"><title>{escape(name)}</title></circle>'
+            )
         parts.append(f'<rect x="{panel_w - 4}" y="{top + 14 * c - 8}" width="10" height="10" fill="{color}"/>')
         parts.append(f'<text x="{panel_w + 10}" y="{top + 14 * c + 1}">{escape(name[:22])}</text>')
     if len(by_latest) > len(shown):
-        parts.append(f'<text x="{panel_w + 10}" y="{top + 14 * len(shown) + 1}">'
-                     f"+{len(by_latest) - len(shown)} more</text>")
+        parts.append(
+            f'<text x="{panel_w + 10}" y="{top + 14 * len(shown) + 1}">+{len(by_latest) - len(shown)} more</text>'
+        )
     # right panel: totals against the downtime window
     window_s = comparison["window_h"] * 3600
     x0, x1 = panel_w + right_legend, w - 20
     totals = [t for _, _, t in runs]
     tmax = max([t or 0 for t in totals] + [window_s])
-    parts.append(f'<text x="{x0}" y="16" font-size="13" font-weight="bold">Total vs {comparison["window_h"]:g} h '
-                 "window</text>")
+    parts.append(
+        f'<text x="{x0}" y="16" font-size="13" font-weight="bold">Total vs {comparison["window_h"]:g} h window</text>'
+    )
     bar_w = max(4.0, (x1 - x0) / max(n, 1) * 0.7)
     for i, t in enumerate(totals):
         if t is None:
@@ -388,18 +403,23 @@ def chart_svg(
         bh = plot_h * (t / tmax)
         bx = x0 + (x1 - x0) * (i + 0.15) / max(n, 1)
         color = "#009E73" if t <= window_s else "#D55E00"
-        parts.append(f'<rect x="{bx:.1f}" y="{top + plot_h - bh:.1f}" width="{bar_w:.1f}" height="{bh:.1f}" '
-                     f'fill="{color}"><title>{_human(t)}</title></rect>')
-        parts.append(f'<text x="{bx + bar_w / 2:.1f}" y="{top + plot_h - bh - 4:.1f}" text-anchor="middle">'
-                     f"{t / window_s:.0%}</text>")
+        parts.append(
+            f'<rect x="{bx:.1f}" y="{top + plot_h - bh:.1f}" width="{bar_w:.1f}" height="{bh:.1f}" '
+            f'fill="{color}"><title>{_human(t)}</title></rect>'
+        )
+        parts.append(
+            f'<text x="{bx + bar_w / 2:.1f}" y="{top + plot_h - bh - 4:.1f}" text-anchor="middle">'
+            f"{t / window_s:.0%}</text>"
+        )
         label = "this run" if i == n - 1 else f"-{n - 1 - i}"
         parts.append(f'<text x="{bx + bar_w / 2:.1f}" y="{h - bottom + 16}" text-anchor="middle">{label}</text>')
     wy = top + plot_h * (1 - window_s / tmax)
     parts.append(f'<line x1="{x0}" y1="{wy:.1f}" x2="{x1}" y2="{wy:.1f}" stroke="#000" stroke-dasharray="4 3"/>')
     parts.append(f'<text x="{x1}" y="{wy - 4:.1f}" text-anchor="end">window</text>')
     stamp = finished_at or dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    parts.append(f'<text x="{left}" y="{h - 10}" fill="#555">{escape(comparison["verdict"])} '
-                 f"({escape(str(stamp))})</text>")
+    parts.append(
+        f'<text x="{left}" y="{h - 10}" fill="#555">{escape(comparison["verdict"])} ({escape(str(stamp))})</text>'
+    )
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 

@@ -69,10 +69,21 @@ def register(
 class LocalRun:
     """A run driven step by step in this process (tests, and the reference for what the DAG does)."""
 
-    def __init__(self, source: Endpoint, target: Endpoint, run_id: str, *, include: list[str] | None = None,
-                 exclude: list[str] | None = None, pool_size: int = 2, consistent: bool = True,
-                 resume: bool = False, create_roles: bool = True, dag_id: str = "pg_migration",
-                 log_dir: Path | None = None):
+    def __init__(
+        self,
+        source: Endpoint,
+        target: Endpoint,
+        run_id: str,
+        *,
+        include: list[str] | None = None,
+        exclude: list[str] | None = None,
+        pool_size: int = 2,
+        consistent: bool = True,
+        resume: bool = False,
+        create_roles: bool = True,
+        dag_id: str = "pg_migration",
+        log_dir: Path | None = None,
+    ):
         self.source, self.target, self.run_id, self.dag_id = source, target, run_id, dag_id
         self.include, self.exclude, self.pool_size = include, exclude, pool_size
         self.params = {"resume": resume, "consistent": consistent, "create_roles": create_roles, "pool_size": pool_size}
@@ -117,8 +128,9 @@ class LocalRun:
             state.release_guard(conn, self.run_id)
 
 
-def migrate_locally(source: Endpoint, target: Endpoint, run_id: str, *, unit_order: list[str] | None = None,
-                    **options: Any) -> dict[str, Any]:
+def migrate_locally(
+    source: Endpoint, target: Endpoint, run_id: str, *, unit_order: list[str] | None = None, **options: Any
+) -> dict[str, Any]:
     """Every step of a run in this process (units one after another, in ``unit_order`` if given)."""
     run = LocalRun(source, target, run_id, **options)
     try:

@@ -333,10 +333,18 @@ SELECT DISTINCT o.type, o.identity, r.type, r.identity
 
 #: How the target is asked whether a referenced object exists, by pg_identify_object type.
 REGLOOKUP = {
-    "function": "to_regprocedure", "aggregate": "to_regprocedure", "procedure": "to_regprocedure",
-    "type": "to_regtype", "domain": "to_regtype", "table": "to_regclass", "view": "to_regclass",
-    "materialized view": "to_regclass", "sequence": "to_regclass", "index": "to_regclass",
-    "foreign table": "to_regclass", "collation": "to_regcollation",
+    "function": "to_regprocedure",
+    "aggregate": "to_regprocedure",
+    "procedure": "to_regprocedure",
+    "type": "to_regtype",
+    "domain": "to_regtype",
+    "table": "to_regclass",
+    "view": "to_regclass",
+    "materialized view": "to_regclass",
+    "sequence": "to_regclass",
+    "index": "to_regclass",
+    "foreign table": "to_regclass",
+    "collation": "to_regcollation",
 }
 
 #: Sessions one unit opens at most (source: admin + copy; target: control + load + index builder).
@@ -539,8 +547,13 @@ def _scan_character_data(
     pattern, what, advice = scan
     mode, pct = scan_mode(params)
     if mode == "off":
-        return [finding("character data", "warning", f"not scanned (${SCAN_ENV}=off): {what} would only "
-                        "show when their table loads")]
+        return [
+            finding(
+                "character data",
+                "warning",
+                f"not scanned (${SCAN_ENV}=off): {what} would only show when their table loads",
+            )
+        ]
     raw = "SQL_ASCII" if s_enc == "SQL_ASCII" else "UTF8"
     columns: dict[tuple[bytes, bytes], list[bytes]] = {}
     for schema, table, column, _oid in src.execute(TEXT_COLUMNS, {"schemas": schemas, "raw": raw}):
@@ -555,9 +568,7 @@ def _scan_character_data(
     rows_bad = 0
     src.execute("SET lock_timeout = '10s'")
     for (schema, table), cols in columns.items():
-        exprs = b", ".join(
-            b"count(*) FILTER (WHERE " + (cond.replace(b"%s", _quote(c))) + b")" for c in cols
-        )
+        exprs = b", ".join(b"count(*) FILTER (WHERE " + (cond.replace(b"%s", _quote(c))) + b")" for c in cols)
         query = b"SELECT " + exprs + b" FROM ONLY " + _quote(schema) + b"." + _quote(table) + sample
         try:
             counts = src.execute(query).fetchone()
@@ -569,13 +580,10 @@ def _scan_character_data(
                 rows_bad += n
                 bad.append(f"{_show(schema, table, col)} ({n} row{'s' if n != 1 else ''})")
     src.execute("RESET lock_timeout")
-    how = (
-        f"scanned {sum(len(c) for c in columns.values())} text-like column(s) in {len(columns)} table(s)"
-        + (
-            f" on a {pct:g}% TABLESAMPLE: a sample, so finding nothing is no proof"
-            if mode == "sample"
-            else " (every row, exact)"
-        )
+    how = f"scanned {sum(len(c) for c in columns.values())} text-like column(s) in {len(columns)} table(s)" + (
+        f" on a {pct:g}% TABLESAMPLE: a sample, so finding nothing is no proof"
+        if mode == "sample"
+        else " (every row, exact)"
     )
     out = []
     if bad:
@@ -636,16 +644,34 @@ def _extensions(src: psycopg.Connection, tgt: psycopg.Connection) -> list[dict[s
     superuser = tgt.execute("SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user").fetchone()[0]
     missing = [e for e in used if e not in available]
     if missing:
-        return [finding("extensions", "blocking", "the target does not have: " + ", ".join(missing)
-                        + " (on Aurora: see rds.allowed_extensions; ask the administrator)")]
+        return [
+            finding(
+                "extensions",
+                "blocking",
+                "the target does not have: "
+                + ", ".join(missing)
+                + " (on Aurora: see rds.allowed_extensions; ask the administrator)",
+            )
+        ]
     to_create = [e for e in used if not available[e][0]]
     untrusted = [e for e in to_create if not available[e][1] and not superuser]
-    out = [finding("extensions", "ok", (f"used: {', '.join(used)}" if used else "none used")
-                   + (f"; to be created: {', '.join(to_create)}" if to_create else ""))]
+    out = [
+        finding(
+            "extensions",
+            "ok",
+            (f"used: {', '.join(used)}" if used else "none used")
+            + (f"; to be created: {', '.join(to_create)}" if to_create else ""),
+        )
+    ]
     if untrusted:
-        out.append(finding("untrusted extensions", "warning",
-                           f"{', '.join(untrusted)} can only be created by a superuser (on Aurora: rds_superuser): "
-                           "ask the administrator to create them in the target database first"))
+        out.append(
+            finding(
+                "untrusted extensions",
+                "warning",
+                f"{', '.join(untrusted)} can only be created by a superuser (on Aurora: rds_superuser): "
+                "ask the administrator to create them in the target database first",
+            )
+        )
     return out
 
 
@@ -672,8 +698,11 @@ def _roles(
                 "roles",
                 "warning",
                 f"grants name roles missing on the target: {', '.join(missing)}; {action}"
-                + (f" (grantees present: {', '.join(g for g in grantees if g in have)})" if len(missing) < len(grantees)
-                   else ""),
+                + (
+                    f" (grantees present: {', '.join(g for g in grantees if g in have)})"
+                    if len(missing) < len(grantees)
+                    else ""
+                ),
             )
         )
     else:
@@ -729,9 +758,11 @@ def _foreign_tables(src: psycopg.Connection, tgt: psycopg.Connection, schemas: l
                 "those schemas. Their data is not copied (it lives in the remote server)",
             )
         ]
-    detail = "definitions only, their data stays in the remote server; servers present on the target: " + ", ".join(
-        sorted({s for _, s, _ in rows})
-    ) + f". Tables: {_names([t for t, _, _ in rows])}"
+    detail = (
+        "definitions only, their data stays in the remote server; servers present on the target: "
+        + ", ".join(sorted({s for _, s, _ in rows}))
+        + f". Tables: {_names([t for t, _, _ in rows])}"
+    )
     if unmapped:
         detail += f". No user mapping for the target user on {', '.join(sorted(unmapped))}: queries will fail"
     return [finding("foreign tables", "warning", detail)]

@@ -70,9 +70,18 @@ def hold(source: Endpoint, target: Endpoint, run_id: str, app: str, max_hold_s: 
     where = f"{socket.gethostname()}:{os.getpid()}"
     started = time.monotonic()
     tgt = target.connect(app, autocommit=True)
-    state.set_run(tgt, run_id, snapshot_id=snapshot_id, snapshot_taken_at=_now(tgt), holder_heartbeat=_now(tgt),
-                  holder_where=where, release_requested=False, snapshot_released_at=None)
+    state.set_run(
+        tgt,
+        run_id,
+        snapshot_id=snapshot_id,
+        snapshot_taken_at=_now(tgt),
+        holder_heartbeat=_now(tgt),
+        holder_where=where,
+        release_requested=False,
+        snapshot_released_at=None,
+    )
     log.info("snapshot %s exported and held by %s for run %s", snapshot_id, where, run_id)
+
     def source_gone() -> str | None:
         try:
             src.execute("SELECT 1")  # fails fast if the source (and so the snapshot) went away
@@ -117,8 +126,10 @@ def hold_replication(
             repl.close()
             why = str(exc).strip().splitlines()[0]
             if watcher.cancelled:
-                why = (f"it waited more than {replicate.SLOT_WAIT_S:.0f} s for transactions running on the source: "
-                       f"{replicate.describe_xacts(watcher.waiting) or 'none left'}")
+                why = (
+                    f"it waited more than {replicate.SLOT_WAIT_S:.0f} s for transactions running on the source: "
+                    f"{replicate.describe_xacts(watcher.waiting) or 'none left'}"
+                )
             raise MigrationError(
                 f"cannot create replication slot {rep['slot']} on {source.describe()}: {why}"
             ) from None
@@ -129,12 +140,28 @@ def hold_replication(
     started = time.monotonic()
     tgt = target.connect(app, autocommit=True)
     taken = _now(tgt)
-    replicate.update(tgt, run_id, consistent_lsn=lsn, snapshot_id=snapshot_id, slot_created_at=taken,
-                     status="copying", error=None)
-    state.set_run(tgt, run_id, snapshot_id=snapshot_id, snapshot_taken_at=taken, holder_heartbeat=taken,
-                  holder_where=where, release_requested=False, snapshot_released_at=None)
-    log.info("slot %s created at %s; snapshot %s exported and held by %s for run %s", rep["slot"], lsn,
-             snapshot_id, where, run_id)
+    replicate.update(
+        tgt, run_id, consistent_lsn=lsn, snapshot_id=snapshot_id, slot_created_at=taken, status="copying", error=None
+    )
+    state.set_run(
+        tgt,
+        run_id,
+        snapshot_id=snapshot_id,
+        snapshot_taken_at=taken,
+        holder_heartbeat=taken,
+        holder_where=where,
+        release_requested=False,
+        snapshot_released_at=None,
+    )
+    log.info(
+        "slot %s created at %s; snapshot %s exported and held by %s for run %s",
+        rep["slot"],
+        lsn,
+        snapshot_id,
+        where,
+        run_id,
+    )
+
     def source_gone() -> str | None:
         # No command may be sent on the replication connection (it would end the exported
         # snapshot): the server only ever writes to it to say it is going away.
@@ -147,12 +174,21 @@ def hold_replication(
     finally:
         repl.close()  # ends the exported snapshot; the (permanent) slot stays for the subscription
         _mark_released(target, tgt, run_id, app)
-    log.info("snapshot %s of slot %s released (%s) after %.0fs", snapshot_id, rep["slot"], reason,
-             time.monotonic() - started)
+    log.info(
+        "snapshot %s of slot %s released (%s) after %.0fs", snapshot_id, rep["slot"], reason, time.monotonic() - started
+    )
 
 
-def _heartbeat(target: Endpoint, tgt: psycopg.Connection, run_id: str, snapshot_id: str, app: str,
-               started: float, max_hold_s: float, source_gone) -> tuple[str, psycopg.Connection]:
+def _heartbeat(
+    target: Endpoint,
+    tgt: psycopg.Connection,
+    run_id: str,
+    snapshot_id: str,
+    app: str,
+    started: float,
+    max_hold_s: float,
+    source_gone,
+) -> tuple[str, psycopg.Connection]:
     """Heart-beat on the target until released, the run disappears, the source goes or time is up.
 
     The target is only where the holder reports: an outage there is ridden out by reconnecting.

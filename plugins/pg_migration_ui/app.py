@@ -60,7 +60,7 @@ def _live_for(session, user: BaseUser, dag_ids: list[str], window_h: float) -> d
 def _relative_path(request: Request) -> str:
     """The request's path inside this app (Starlette keeps the mount point in ``root_path``)."""
     path, root = request.scope.get("path", ""), request.scope.get("root_path", "")
-    return path[len(root):] if root and path.startswith(root) else path
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def create_app() -> FastAPI:
@@ -175,4 +175,3 @@ def create_app() -> FastAPI:
         return data.trend(dag_id, _allowed(user), limit=limit)
 
     return app
-

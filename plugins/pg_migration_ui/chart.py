@@ -15,8 +15,18 @@ from typing import Any
 
 # Colour-blind friendly (Okabe-Ito, then Tableau) so neighbouring lines stay distinguishable.
 PALETTE = [
-    "#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000",
-    "#8c564b", "#7f7f7f", "#bcbd22", "#17becf",
+    "#0072B2",
+    "#E69F00",
+    "#009E73",
+    "#D55E00",
+    "#CC79A7",
+    "#56B4E9",
+    "#F0E442",
+    "#000000",
+    "#8c564b",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
 ]
 MAX_LINES = len(PALETTE)
 WIDTH, HEIGHT = 760, 300
@@ -85,9 +95,7 @@ def _frame(title: str, y_ticks: list[float], scale_y, unit: str, runs: list[dict
             f'<text x="{x:.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle" class="tick">'
             f"{escape(_run_label(run))}</text>"
         )
-    parts.append(
-        f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{HEIGHT - BOTTOM}" y2="{HEIGHT - BOTTOM}" class="axis"/>'
-    )
+    parts.append(f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{HEIGHT - BOTTOM}" y2="{HEIGHT - BOTTOM}" class="axis"/>')
     return parts
 
 
@@ -112,6 +120,7 @@ def schema_lines(trend: dict[str, Any]) -> str:
     series = {k: v for k, v in (trend.get("schemas") or {}).items() if any(isinstance(x, int | float) for x in v)}
     if not runs or not series:
         return _empty("no finished rehearsal yet", "schema-lines")
+
     # The slowest schemas (by their latest known duration) get a line; the rest are counted.
     def last(values: list[Any]) -> float:
         return next((float(x) for x in reversed(values) if isinstance(x, int | float)), 0.0)
@@ -209,5 +218,9 @@ def window_bars(trend: dict[str, Any]) -> str:
             f'<text x="{WIDTH - RIGHT + 8}" y="{HEIGHT - BOTTOM - 4}" class="legend">latest: '
             f"{_seconds(last['total_seconds'])} ({_share(last['total_seconds'] / window_s)})</text>"
         )
-    return _svg(parts, f"total duration of {len(runs)} run(s) of {trend.get('dag_id')} vs a "
-                f"{trend.get('downtime_window_h'):g} h downtime window", "window-bars")
+    return _svg(
+        parts,
+        f"total duration of {len(runs)} run(s) of {trend.get('dag_id')} vs a "
+        f"{trend.get('downtime_window_h'):g} h downtime window",
+        "window-bars",
+    )

@@ -83,7 +83,7 @@ def api_href(dag_id: str, run_id: str) -> str:
 def document(title: str, body: str, refresh: bool = False) -> str:
     meta = f'<meta http-equiv="refresh" content="{REFRESH_S}">' if refresh else ""
     return (
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(title)}</title>{meta}"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<link rel="icon" href="{URL_PREFIX}/static/icon.svg"><style>{CSS}</style></head>'
@@ -120,16 +120,14 @@ def verdict_card(kind: str, summary: dict[str, Any] | None, live: dict[str, Any]
         f'<div class="verdict v-{escape(verdict)}" data-kind="{escape(kind)}" data-verdict="{escape(verdict)}">'
         f'<div class="muted small">{escape(kind)}</div><div class="big">{escape(verdict.upper())}</div>'
         f'<div class="small">{escape(short_time(summary["finished_at"]))} · '
-        f'{escape(duration(summary["total_seconds"]))} · {statuses}</div></div>'
+        f"{escape(duration(summary['total_seconds']))} · {statuses}</div></div>"
     )
 
 
 def schema_table(summary: dict[str, Any]) -> str:
     rows = []
     for r in summary["schemas"]:
-        mism = (
-            f'<span class="mismatch">{r["mismatches"]}</span>' if r["mismatches"] else '<span class="muted">0</span>'
-        )
+        mism = f'<span class="mismatch">{r["mismatches"]}</span>' if r["mismatches"] else '<span class="muted">0</span>'
         rows.append(
             f'<tr data-schema="{escape(r["schema"])}" data-status="{escape(r["status"])}">'
             f"<td>{escape(r['schema'])}</td><td>{_status(r['status'])}</td>"
@@ -171,8 +169,8 @@ def run_section(kind: str, summary: dict[str, Any] | None) -> str:
     )
     meta = (
         f'<p class="small"><b>{escape(summary["verdict"].upper())}</b> · DAG <code>{escape(summary["dag_id"])}</code> '
-        f'run <code>{escape(summary["run_id"])}</code> · started {escape(short_time(summary["started_at"]))}, finished '
-        f'{escape(short_time(summary["finished_at"]))} · {escape(duration(summary["total_seconds"]))} · {links}</p>'
+        f"run <code>{escape(summary['run_id'])}</code> · started {escape(short_time(summary['started_at']))}, finished "
+        f"{escape(short_time(summary['finished_at']))} · {escape(duration(summary['total_seconds']))} · {links}</p>"
     )
     if summary.get("dry_run"):
         meta += '<p class="muted small">dry run: planned only, nothing copied.</p>'
@@ -243,9 +241,7 @@ def live_section(dag_id: str, live: dict[str, Any] | None) -> str:
                 f" · run at {escape(duration(live['projected_total_seconds']))} = {escape(pct)} of the "
                 f"{live['downtime_window_h']:g} h window"
             )
-    tput = (
-        f" · throughput {escape(size(live['throughput_bytes_s']))}/s" if live.get("throughput_bytes_s") else ""
-    )
+    tput = f" · throughput {escape(size(live['throughput_bytes_s']))}/s" if live.get("throughput_bytes_s") else ""
     pool = live.get("pool")
     pool_txt = (
         f" · pool <code>{escape(pool['name'])}</code>: {pool['running']}/{pool['slots']} slots busy, "
@@ -259,7 +255,7 @@ def live_section(dag_id: str, live: dict[str, Any] | None) -> str:
         label = "waiting (pool)" if u["category"] == "waiting" else u["category"]
         rows.append(
             f'<tr data-unit="{escape(u["label"])}" data-category="{escape(u["category"])}">'
-            f'<td>{escape(u["label"])}</td>'
+            f"<td>{escape(u['label'])}</td>"
             f'<td><span class="status s-{escape(u["category"])}">{escape(label)}</span></td>'
             f'<td class="num">{u["try_number"]}</td><td class="num">{escape(size(u["bytes"]))}</td>'
             f'<td class="num">{escape(duration(u["seconds"]))}</td></tr>'
@@ -274,7 +270,7 @@ def live_section(dag_id: str, live: dict[str, Any] | None) -> str:
         f"<h3>{escape(title)}</h3>{head}"
         f'<div class="bar-outer" title="{escape(summary)}">{bar}</div>'
         f'<p class="small">{len(units)} units: {escape(summary)} · {escape(size(b["done"]))} of '
-        f"{escape(size(b['total']))} (plan) copied{tput}{pool_txt}</p><p class=\"small\">{proj}</p>"
+        f'{escape(size(b["total"]))} (plan) copied{tput}{pool_txt}</p><p class="small">{proj}</p>'
         f"{_tasks_line(live)}"
         f"<details{' open' if live['in_progress'] else ''}><summary>units</summary>{table}</details></section>"
     )
@@ -304,7 +300,7 @@ def trend_section(trend: dict[str, Any]) -> str:
     if trend.get("fallback_from"):
         note = (
             f'<p class="muted small">No run of <code>{escape(trend["fallback_from"])}</code> has finished yet: '
-            f'showing the runs of <code>{escape(trend["dag_id"])}</code>.</p>'
+            f"showing the runs of <code>{escape(trend['dag_id'])}</code>.</p>"
         )
     return (
         f'<section data-section="trend"><h2>Rehearsal trend</h2>{note}'
@@ -319,8 +315,8 @@ def trend_section(trend: dict[str, Any]) -> str:
 def runs_section(runs: list[dict[str, Any]], limit: int = 30) -> str:
     rows = "".join(
         f'<tr><td><code>{escape(r["dag_id"])}</code></td><td><a href="{run_href(r["dag_id"], r["run_id"])}">'
-        f'{escape(r["run_id"])}</a></td><td>{_status(r.get("verdict"))}</td>'
-        f'<td>{escape(short_time(r.get("finished_at")))}</td>'
+        f"{escape(r['run_id'])}</a></td><td>{_status(r.get('verdict'))}</td>"
+        f"<td>{escape(short_time(r.get('finished_at')))}</td>"
         f'<td class="num">{escape(duration(r.get("total_seconds")))}</td><td class="num">{r.get("schemas", 0)}</td>'
         f'<td><a href="{api_href(r["dag_id"], r["run_id"])}">json</a></td></tr>'
         for r in runs[:limit]
@@ -328,8 +324,7 @@ def runs_section(runs: list[dict[str, Any]], limit: int = 30) -> str:
     more = ""
     if len(runs) > limit:
         more = (
-            f'<p class="muted small">{len(runs) - limit} older run(s): '
-            f'<a href="{URL_PREFIX}/api/runs">api/runs</a></p>'
+            f'<p class="muted small">{len(runs) - limit} older run(s): <a href="{URL_PREFIX}/api/runs">api/runs</a></p>'
         )
     return (
         '<section data-section="runs"><h2>All runs</h2><table><tr><th>DAG</th><th>run</th><th>verdict</th>'

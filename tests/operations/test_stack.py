@@ -51,8 +51,6 @@ while True:
 """
 
 
-
-
 class Stack:
     """``bin/airflow standalone`` in its own process group (all-admins auth: a local stack)."""
 
@@ -61,27 +59,41 @@ class Stack:
         self.base = f"http://127.0.0.1:{self.port}"
         self.home = home
         self.log = home / "standalone.log"
-        self.env = standalone_env(home, self.port, {
-            "AIRFLOW__CORE__PARALLELISM": "4",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-            "PG_MIGRATION_POOL_SIZE": str(POOL_SIZE),
-            "PG_MIGRATION_REPORTS": str(home / "reports"),
-            **extra_env,
-        })
+        self.env = standalone_env(
+            home,
+            self.port,
+            {
+                "AIRFLOW__CORE__PARALLELISM": "4",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+                "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+                "PG_MIGRATION_POOL_SIZE": str(POOL_SIZE),
+                "PG_MIGRATION_REPORTS": str(home / "reports"),
+                **extra_env,
+            },
+        )
         self.proc: subprocess.Popen | None = None
         self.token: str | None = None
 
     def __enter__(self) -> Stack:
         self.home.mkdir(parents=True, exist_ok=True)
         self.log_file = self.log.open("w")
-        self.proc = subprocess.Popen([str(REPO / "bin" / "airflow"), "standalone"], env=self.env, cwd=self.home,
-                                     stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [str(REPO / "bin" / "airflow"), "standalone"],
+            env=self.env,
+            cwd=self.home,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         # If this pytest process is killed (e.g. by `timeout`), no __exit__ runs: a watchdog then
         # kills the stack's process group, so no scheduler is left running for nobody.
-        subprocess.Popen([sys.executable, "-c", WATCHDOG, str(os.getpid()), str(self.proc.pid)],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True)
+        subprocess.Popen(
+            [sys.executable, "-c", WATCHDOG, str(os.getpid()), str(self.proc.pid)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self.started = time.monotonic()
         return self
 
@@ -96,8 +108,9 @@ class Stack:
             return ""
 
     def call(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict]:
-        req = urllib.request.Request(f"{self.base}{path}", method=method,
-                                     data=json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(
+            f"{self.base}{path}", method=method, data=json.dumps(body).encode() if body is not None else None
+        )
         req.add_header("Content-Type", "application/json")
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
@@ -145,8 +158,9 @@ def _ts(value: str) -> float:
 def test_local_stack_runs_units_in_parallel_within_the_pool(demo_pair, tmp_path):
     env = {**demo_pair.airflow_env(), "PG_MIGRATION_RETRIES": "1", "PG_MIGRATION_RETRY_DELAY_S": "1"}
     with Stack(tmp_path / "airflow", env) as stack:
-        stack.wait_for("the API server", lambda: stack.call("GET", "/api/v2/monitor/health")[0] == 200,
-                       STARTUP_TIMEOUT_S)
+        stack.wait_for(
+            "the API server", lambda: stack.call("GET", "/api/v2/monitor/health")[0] == 200, STARTUP_TIMEOUT_S
+        )
         status, body = stack.call("GET", "/auth/token")
         assert status == 201, body
         stack.token = body["access_token"]
@@ -173,12 +187,16 @@ def test_local_stack_runs_units_in_parallel_within_the_pool(demo_pair, tmp_path)
         assert finding["detail"] == "pool 'pg_migration': 2 slot(s), include_deferred=true"
 
         # a bad trigger form is refused before anything runs
-        status, body = stack.call("POST", "/api/v2/dags/pg_migration/dagRuns",
-                                  {"logical_date": None, "conf": {"runner": "foo"}})
+        status, body = stack.call(
+            "POST", "/api/v2/dags/pg_migration/dagRuns", {"logical_date": None, "conf": {"runner": "foo"}}
+        )
         assert status == 400 and "runner" in json.dumps(body), (status, body)
 
-        status, run = stack.call("POST", "/api/v2/dags/pg_migration/dagRuns",
-                                 {"logical_date": None, "conf": {"schemas": SCHEMAS, "pool_size": POOL_SIZE}})
+        status, run = stack.call(
+            "POST",
+            "/api/v2/dags/pg_migration/dagRuns",
+            {"logical_date": None, "conf": {"schemas": SCHEMAS, "pool_size": POOL_SIZE}},
+        )
         assert status == 200, run
         run_id = run["dag_run_id"]
         path = f"/api/v2/dags/pg_migration/dagRuns/{urllib.request.quote(run_id, safe='')}"

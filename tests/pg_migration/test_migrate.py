@@ -99,8 +99,11 @@ def test_latin1_source_converts_to_utf8(pg_servers):
 
     pair = Pair(pg_servers["source"], pg_servers["target"], _unique("latin1"), _unique("tgt"))
     with pair.source_server.connect(autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
-                     .format(sql.Identifier(pair.source_db)))
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0").format(
+                sql.Identifier(pair.source_db)
+            )
+        )
     create_db(pair.target_server, pair.target_db, owner=pair.target_server.admin_user)
     try:
         with pair.source_su(client_encoding="UTF8") as src:
@@ -109,7 +112,10 @@ def test_latin1_source_converts_to_utf8(pg_servers):
         pipeline.migrate_locally(pair.source, pair.target, _run_id())
         with pair.target_su() as tgt:
             assert tgt.execute("SELECT dish FROM café.menu ORDER BY id").fetchall() == [
-                ("crème brûlée",), ("pâté",), ("ÿ",)]
+                ("crème brûlée",),
+                ("pâté",),
+                ("ÿ",),
+            ]
         assert _validate_all(pair, mode="checksums") == []
     finally:
         localpg.drop_database(pair.source_server, pair.source_db)

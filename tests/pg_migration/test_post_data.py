@@ -137,7 +137,9 @@ def test_keys_with_a_leading_index_are_checked_by_merge_join_and_violations_stil
             leading = {
                 table: tgt.execute(FK_LEADING_INDEX, {"schema": "m", "table": table, "name": name}).fetchone()[0]
                 for table, name in (
-                    ("child", "child_pb_pa_fkey"), ("loose", "loose_pa_pb_fkey"), ("tiny", "tiny_small_id_fkey")
+                    ("child", "child_pb_pa_fkey"),
+                    ("loose", "loose_pa_pb_fkey"),
+                    ("tiny", "tiny_small_id_fkey"),
                 )
             }
             assert leading == {"child": True, "loose": False, "tiny": False}

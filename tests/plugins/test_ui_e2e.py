@@ -29,8 +29,6 @@ ARTIFACTS = REPO / "test-artifacts"
 STARTUP_TIMEOUT_S = 120
 
 
-
-
 def _get(url: str, cookie: str | None = None) -> tuple[int, dict[str, str], bytes]:
     """GET without following redirects."""
 
@@ -47,8 +45,9 @@ def _get(url: str, cookie: str | None = None) -> tuple[int, dict[str, str], byte
 
 
 def install_browser() -> tuple[str, str]:
-    proc = subprocess.run(["bash", str(REPO / "scripts" / "install_browser.sh")], capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        ["bash", str(REPO / "scripts" / "install_browser.sh")], capture_output=True, text=True, timeout=600
+    )
     if proc.returncode != 0:
         pytest.fail(f"scripts/install_browser.sh failed: {proc.stderr[-2000:]}", pytrace=False)
     browser, driver = proc.stdout.split()[-2:]
@@ -63,20 +62,30 @@ class Stack:
         self.base = f"http://127.0.0.1:{self.port}"
         self.home = home
         self.log = log
-        self.env = standalone_env(home, self.port, {
-            "AIRFLOW__CORE__PARALLELISM": "2",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-            "PG_MIGRATION_REPORTS": str(reports),
-        })
+        self.env = standalone_env(
+            home,
+            self.port,
+            {
+                "AIRFLOW__CORE__PARALLELISM": "2",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+                "PG_MIGRATION_REPORTS": str(reports),
+            },
+        )
         self.proc: subprocess.Popen | None = None
 
     def __enter__(self) -> Stack:
         """Start it (``wait_ready`` waits for it): a fresh AIRFLOW_HOME is set up by bin/airflow first."""
         self.home.mkdir(parents=True, exist_ok=True)
         self.log_file = self.log.open("w")
-        self.proc = subprocess.Popen([str(REPO / "bin" / "airflow"), "standalone"], env=self.env, cwd=self.home,
-                                     stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [str(REPO / "bin" / "airflow"), "standalone"],
+            env=self.env,
+            cwd=self.home,
+            stdout=self.log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.started = time.monotonic()
         return self
 
@@ -117,9 +126,18 @@ def chromium(browser: str, driver_path: str, profile: Path):
 
     options = webdriver.ChromeOptions()
     options.binary_location = browser
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-                 f"--user-data-dir={profile}", "--window-size=1400,1000"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--window-size=1400,1000",
+    ):
         options.add_argument(flag)
     return webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
 
@@ -151,7 +169,7 @@ def check_page(stack: Stack, report: dict, browser: str, driver_path: str, profi
         section = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, 'section[data-section="Latest run"]')))
         assert driver.current_url.rstrip("/").endswith("/pg-migration")
         assert section.get_attribute("data-run-id") == report["run_id"]
-        verdict = driver.find_element(By.CSS_SELECTOR, '.verdict[data-verdict]')
+        verdict = driver.find_element(By.CSS_SELECTOR, ".verdict[data-verdict]")
         assert verdict.get_attribute("data-verdict") == report["verdict"] == "passed"
         assert "PASSED" in verdict.text
         shown = {}

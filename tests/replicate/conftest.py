@@ -110,34 +110,66 @@ class Writer(threading.Thread):
         r = self.rng
         c = 1 + r.randrange(50)
         ops = [
-            ("insert parent", "INSERT INTO sales.orders (customer, amount, note) VALUES (%s, %s, %s)",
-             (c, r.randrange(10_000) / 4, f"live {step}")),
-            ("insert child", "INSERT INTO archive.orders_old (id, customer, amount, note) "
-             "VALUES (nextval('sales.orders_id_seq'), %s, %s, %s)", (c, 1, f"live old {step}")),
+            (
+                "insert parent",
+                "INSERT INTO sales.orders (customer, amount, note) VALUES (%s, %s, %s)",
+                (c, r.randrange(10_000) / 4, f"live {step}"),
+            ),
+            (
+                "insert child",
+                "INSERT INTO archive.orders_old (id, customer, amount, note) "
+                "VALUES (nextval('sales.orders_id_seq'), %s, %s, %s)",
+                (c, 1, f"live old {step}"),
+            ),
             # without ONLY: the UPDATE reaches parent and child rows alike
-            ("update parent+child", "UPDATE sales.orders SET amount = amount + 1, note = %s WHERE customer = %s",
-             (f"upd {step}", c)),
-            ("update child", "UPDATE ONLY archive.orders_old SET note = %s WHERE id = "
-             "(SELECT max(id) FROM ONLY archive.orders_old)", (f"child {step}",)),
+            (
+                "update parent+child",
+                "UPDATE sales.orders SET amount = amount + 1, note = %s WHERE customer = %s",
+                (f"upd {step}", c),
+            ),
+            (
+                "update child",
+                "UPDATE ONLY archive.orders_old SET note = %s WHERE id = (SELECT max(id) FROM ONLY archive.orders_old)",
+                (f"child {step}",),
+            ),
             ("delete parent", "DELETE FROM ONLY sales.orders WHERE id = (SELECT min(id) FROM ONLY sales.orders)", ()),
             ("delete child", "DELETE FROM archive.orders_old WHERE id = (SELECT min(id) FROM archive.orders_old)", ()),
-            ("insert partition", "INSERT INTO sales.events VALUES (%s, DATE '2024-03-01' + %s, 'live')",
-             (100_000 + self.id_base + step, r.randrange(600))),
-            ("move across partitions", "UPDATE sales.events SET day = day + 366 WHERE id = "
-             "(SELECT min(id) FROM sales.events_2024 WHERE day < DATE '2024-12-01')", ()),
+            (
+                "insert partition",
+                "INSERT INTO sales.events VALUES (%s, DATE '2024-03-01' + %s, 'live')",
+                (100_000 + self.id_base + step, r.randrange(600)),
+            ),
+            (
+                "move across partitions",
+                "UPDATE sales.events SET day = day + 366 WHERE id = "
+                "(SELECT min(id) FROM sales.events_2024 WHERE day < DATE '2024-12-01')",
+                (),
+            ),
             ("delete partition", "DELETE FROM sales.events WHERE id = (SELECT max(id) FROM archive.events_2025)", ()),
-            ("update big json", "UPDATE docs.documents SET body = replace(body, '\"seed\":', %s) WHERE id = %s",
-             (f'"step{step}":0,"seed":', 1 + r.randrange(3))),
-            ("update small json", "UPDATE docs.documents SET body = %s WHERE id = %s",
-             (f'{{"small": {step}}}', 10 + r.randrange(30))),
+            (
+                "update big json",
+                "UPDATE docs.documents SET body = replace(body, '\"seed\":', %s) WHERE id = %s",
+                (f'"step{step}":0,"seed":', 1 + r.randrange(3)),
+            ),
+            (
+                "update small json",
+                "UPDATE docs.documents SET body = %s WHERE id = %s",
+                (f'{{"small": {step}}}', 10 + r.randrange(30)),
+            ),
             ("insert no-pk", "INSERT INTO docs.audit_log VALUES (now(), %s, %s)", (f"user{c % 7}", f"live {step}")),
-            ("update no-pk", "UPDATE docs.audit_log SET what = %s WHERE who = %s AND what LIKE 'did 1%%'",
-             (f"changed {step}", f"user{c % 7}")),
+            (
+                "update no-pk",
+                "UPDATE docs.audit_log SET what = %s WHERE who = %s AND what LIKE 'did 1%%'",
+                (f"changed {step}", f"user{c % 7}"),
+            ),
             ("delete no-pk", "DELETE FROM docs.audit_log WHERE at = (SELECT min(at) FROM docs.audit_log)", ()),
         ]
         if step % 97 == 0:
-            return ("insert big json", "INSERT INTO docs.documents VALUES (%s, %s) ON CONFLICT (id) DO UPDATE "
-                    "SET body = EXCLUDED.body", (1000 + self.id_base + step, big_json(step, 300_000)))
+            return (
+                "insert big json",
+                "INSERT INTO docs.documents VALUES (%s, %s) ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body",
+                (1000 + self.id_base + step, big_json(step, 300_000)),
+            )
         return ops[step % len(ops)]
 
 
@@ -160,8 +192,14 @@ def rpair(pg18_server) -> Pair:
 def publisher(p: Pair) -> Endpoint:
     """How the target's subscription logs in to the source: ``migrator``, with its password."""
     s = p.source_server
-    return Endpoint(host=s.host, port=s.port, dbname=p.source_db, user=s.migrator_user,
-                    password=s.migrator_password, label="subscription source")
+    return Endpoint(
+        host=s.host,
+        port=s.port,
+        dbname=p.source_db,
+        user=s.migrator_user,
+        password=s.migrator_password,
+        label="subscription source",
+    )
 
 
 def run_id() -> str:
@@ -172,10 +210,12 @@ def source_objects(p: Pair) -> dict[str, list]:
     """Replication objects on the source database and subscriptions on the target database."""
     with p.source_su() as src, p.target_su() as tgt:
         return {
-            "slots": src.execute("SELECT slot_name FROM pg_replication_slots WHERE database = current_database()")
-            .fetchall(),
+            "slots": src.execute(
+                "SELECT slot_name FROM pg_replication_slots WHERE database = current_database()"
+            ).fetchall(),
             "publications": src.execute("SELECT pubname FROM pg_publication").fetchall(),
             "subscriptions": tgt.execute(
                 "SELECT subname FROM pg_subscription WHERE subdbid = "
-                "(SELECT oid FROM pg_database WHERE datname = current_database())").fetchall(),
+                "(SELECT oid FROM pg_database WHERE datname = current_database())"
+            ).fetchall(),
         }

@@ -15,8 +15,9 @@ from tests.replicate.conftest import Writer, load_source, publisher, run_id, sou
 def _streaming_run(p, tmp_path, seed: int, seconds_of_writes: float = 1.0, copy: bool = True) -> str:
     rid = run_id()
     writer = Writer(p.source_server.dsn(p.source_db), seed=seed)
-    run = ReplicateRun(p.source, p.target, rid, publisher=publisher(p), replica_identity_full=True, pool_size=2,
-                       log_dir=tmp_path)
+    run = ReplicateRun(
+        p.source, p.target, rid, publisher=publisher(p), replica_identity_full=True, pool_size=2, log_dir=tmp_path
+    )
     writer.start()
     try:
         plan = run.start()
@@ -47,8 +48,13 @@ def test_abort_then_cutover_dags(rpair, tmp_path, dag_runner):
     assert "retained" in aborted.output
 
     second = _streaming_run(p, tmp_path, seed=4)
-    conf = {"validation": "checksums", "read_only_source": True, "quiet_seconds": 1, "writes_timeout_s": 60,
-            "lag_timeout_s": 60}
+    conf = {
+        "validation": "checksums",
+        "read_only_source": True,
+        "quiet_seconds": 1,
+        "writes_timeout_s": 60,
+        "lag_timeout_s": 60,
+    }
     result = dag_runner("pg_migration_cutover", conf=conf, env=env, timeout=300)
     assert result.state == "success", result.output[-6000:]
     report = result.report()
@@ -61,9 +67,10 @@ def test_abort_then_cutover_dags(rpair, tmp_path, dag_runner):
     with p.source_su() as src, p.target_su() as tgt:
         assert_equal_data(src, tgt)
         # after go-live the source stays read-only: no write can be lost
-        assert src.execute("SELECT setconfig FROM pg_db_role_setting WHERE setdatabase = "
-                           "(SELECT oid FROM pg_database WHERE datname = current_database())").fetchone()[0] \
-            == ["default_transaction_read_only=on"]
+        assert src.execute(
+            "SELECT setconfig FROM pg_db_role_setting WHERE setdatabase = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())"
+        ).fetchone()[0] == ["default_transaction_read_only=on"]
     for text in (aborted.output, result.output, json.dumps(report), (result.report_dir / "report.md").read_text()):
         assert secret not in text
 

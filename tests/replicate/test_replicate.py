@@ -42,17 +42,23 @@ def test_writes_during_and_after_the_copy_end_equal_after_cutover(rpair, tmp_pat
         load_source(src)
     rid = run_id()
     writer = Writer(p.source_server.dsn(p.source_db))
-    run = ReplicateRun(p.source, p.target, rid, publisher=publisher(p), replica_identity_full=True, pool_size=2,
-                       log_dir=tmp_path)
+    run = ReplicateRun(
+        p.source, p.target, rid, publisher=publisher(p), replica_identity_full=True, pool_size=2, log_dir=tmp_path
+    )
     writer.start()
     try:
         plan = run.start()
         with p.source_su() as src:  # the publication lists every physical table, ONLY, not via the root
-            published = {tuple(r) for r in src.execute(
-                "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s",
-                (replicate.names(rid).publication,))}
-            via_root = src.execute("SELECT pubviaroot FROM pg_publication WHERE pubname = %s",
-                                   (replicate.names(rid).publication,)).fetchone()[0]
+            published = {
+                tuple(r)
+                for r in src.execute(
+                    "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s",
+                    (replicate.names(rid).publication,),
+                )
+            }
+            via_root = src.execute(
+                "SELECT pubviaroot FROM pg_publication WHERE pubname = %s", (replicate.names(rid).publication,)
+            ).fetchone()[0]
         assert ("sales", "orders") in published and ("archive", "orders_old") in published
         assert ("sales", "events_2024") in published and ("archive", "events_2025") in published
         assert ("sales", "events") not in published and via_root is False
@@ -69,8 +75,13 @@ def test_writes_during_and_after_the_copy_end_equal_after_cutover(rpair, tmp_pat
         writer.stop()
     assert writer.errors == [], writer.errors[:5]
     assert ops_during_copy > 20 and writer.ops > ops_during_copy + 20
-    assert {"update parent+child", "move across partitions", "update big json", "update no-pk",
-            "delete no-pk"} <= writer.kinds
+    assert {
+        "update parent+child",
+        "move across partitions",
+        "update big json",
+        "update no-pk",
+        "delete no-pk",
+    } <= writer.kinds
     with p.target_su() as tgt:
         # the restore carried none of the source's publications (pg_dump --no-publications)
         assert tgt.execute("SELECT count(*) FROM pg_publication").fetchone()[0] == 0
@@ -84,8 +95,10 @@ def test_writes_during_and_after_the_copy_end_equal_after_cutover(rpair, tmp_pat
     assert cut["large_objects"]["copied"] == [next(iter(cut["large_objects"]["copied"]))]
     with p.source_su() as src, p.target_su() as tgt:
         assert_equal_data(src, tgt)
-        for q in ("SELECT last_value FROM sales.orders_id_seq",
-                  "SELECT string_agg(encode(lo_get(blob), 'escape'), ',' ORDER BY id) FROM docs.attachments"):
+        for q in (
+            "SELECT last_value FROM sales.orders_id_seq",
+            "SELECT string_agg(encode(lo_get(blob), 'escape'), ',' ORDER BY id) FROM docs.attachments",
+        ):
             assert src.execute(q).fetchone() == tgt.execute(q).fetchone(), q
         # the materialized view was refreshed on the target: it shows the data as of the cut-over
         totals = "SELECT customer, count(*), sum(amount) FROM sales.orders GROUP BY 1 ORDER BY 1"
@@ -111,8 +124,10 @@ def _wait_for_copy(p, session_tag: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     with p.target_su() as tgt:
         while time.monotonic() < deadline:
-            if tgt.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND query ILIKE 'COPY%%'",
-                           (session_tag,)).fetchone()[0]:
+            if tgt.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND query ILIKE 'COPY%%'",
+                (session_tag,),
+            ).fetchone()[0]:
                 return
             time.sleep(0.02)
     raise AssertionError("the unit never started its COPY")
@@ -130,8 +145,16 @@ def test_a_killed_and_retried_unit_still_ends_equal(rpair, tmp_path):
         src.execute("INSERT INTO big.child SELECT g, 'c', g FROM generate_series(200001, 201000) g")
     rid = run_id()
     writer = Writer(p.source_server.dsn(p.source_db), seed=11)
-    run = ReplicateRun(p.source, p.target, rid, publisher=publisher(p), replica_identity_full=True, pool_size=1,
-                       log_dir=tmp_path, include=["big", "sales", "archive", "docs"])
+    run = ReplicateRun(
+        p.source,
+        p.target,
+        rid,
+        publisher=publisher(p),
+        replica_identity_full=True,
+        pool_size=1,
+        log_dir=tmp_path,
+        include=["big", "sales", "archive", "docs"],
+    )
     writer.start()
     try:
         plan = run.start()
@@ -143,9 +166,13 @@ def test_a_killed_and_retried_unit_still_ends_equal(rpair, tmp_path):
         for other in plan["units"]:
             if other is not unit:
                 run.unit(other["unit_id"])
-        proc = subprocess.Popen([sys.executable, "-m", "include.pg_migration.worker"],
-                                env=local_env(run.env("data", unit["unit_id"])), start_new_session=True,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "include.pg_migration.worker"],
+            env=local_env(run.env("data", unit["unit_id"])),
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         _wait_for_copy(p, tag(rid, unit["unit_id"]))
         time.sleep(0.2)
         os.kill(proc.pid, signal.SIGKILL)
@@ -160,10 +187,15 @@ def test_a_killed_and_retried_unit_still_ends_equal(rpair, tmp_path):
     assert report["verdict"] == "passed", report["failures"]
     with p.source_su() as src, p.target_su() as tgt:
         assert_equal_data(src, tgt)
-        assert tgt.execute("SELECT count(*) FILTER (WHERE v = 'changed'), count(*) FROM ONLY big.parent").fetchone() \
-            == (1000, 200000 - 100)
-        assert tgt.execute("SELECT attempts FROM _pg_migration.units WHERE run_id = %s AND unit_id = %s",
-                           (rid, unit["unit_id"])).fetchone()[0] == 2
+        assert tgt.execute(
+            "SELECT count(*) FILTER (WHERE v = 'changed'), count(*) FROM ONLY big.parent"
+        ).fetchone() == (1000, 200000 - 100)
+        assert (
+            tgt.execute(
+                "SELECT attempts FROM _pg_migration.units WHERE run_id = %s AND unit_id = %s", (rid, unit["unit_id"])
+            ).fetchone()[0]
+            == 2
+        )
     _nothing_left(p, rid)
 
 
@@ -181,8 +213,9 @@ def test_a_table_without_identity_fails_the_plan_by_name_and_nothing_is_created(
     with pytest.raises(ConfigError, match="resume"):
         ReplicateRun(p.source, p.target, rid, resume=True)
     # a role without REPLICATION that owns nothing: both named, up front
-    weak = p.source.__class__(**{**p.source.__dict__, "user": p.source_server.admin_user,
-                                 "password": p.source_server.admin_password})
+    weak = p.source.__class__(
+        **{**p.source.__dict__, "user": p.source_server.admin_user, "password": p.source_server.admin_password}
+    )
     findings = replicate.check(weak, p.target, ["docs"], {"mode": "replicate", "replica_identity_full": True})
     blocking = {f["check"]: f["detail"] for f in findings if f["verdict"] == "blocking"}
     assert "REPLICATION right" in blocking and "lacks REPLICATION" in blocking["REPLICATION right"]
@@ -197,8 +230,7 @@ def test_a_failed_run_drops_slot_publication_and_identity(rpair, tmp_path):
     with p.source_su() as src:
         load_source(src)
     rid = run_id()
-    run = ReplicateRun(p.source, p.target, rid, publisher=publisher(p), replica_identity_full=True,
-                       log_dir=tmp_path)
+    run = ReplicateRun(p.source, p.target, rid, publisher=publisher(p), replica_identity_full=True, log_dir=tmp_path)
     plan = run.start()
     with p.source_su() as src:
         assert len(replicate.leftovers(src, rid)) == 2
@@ -221,8 +253,7 @@ def test_a_dead_holder_fails_the_units_and_the_run_leaves_nothing(rpair, tmp_pat
     with p.source_su() as src:
         load_source(src)
     rid = run_id()
-    run = ReplicateRun(p.source, p.target, rid, publisher=publisher(p), replica_identity_full=True,
-                       log_dir=tmp_path)
+    run = ReplicateRun(p.source, p.target, rid, publisher=publisher(p), replica_identity_full=True, log_dir=tmp_path)
     try:
         plan = run.start()
         with p.target_su() as tgt:
@@ -246,8 +277,9 @@ def test_abort_drops_everything_and_gives_the_source_back(rpair, tmp_path):
     with p.source_su() as src:
         load_source(src)
     rid = run_id()
-    run = ReplicateRun(p.source, p.target, rid, publisher=publisher(p), replica_identity_full=True,
-                       log_dir=tmp_path, include=["docs"])
+    run = ReplicateRun(
+        p.source, p.target, rid, publisher=publisher(p), replica_identity_full=True, log_dir=tmp_path, include=["docs"]
+    )
     plan = run.start()
     for unit in plan["units"]:
         run.unit(unit["unit_id"])
@@ -291,8 +323,7 @@ def test_slot_creation_names_the_transactions_it_waits_for_and_gives_up(rpair, t
         load_source(src)
     monkeypatch.setenv("PG_MIGRATION_SLOT_WAIT_S", "3")
     rid = run_id()
-    run = ReplicateRun(p.source, p.target, rid, publisher=publisher(p), replica_identity_full=True,
-                       log_dir=tmp_path)
+    run = ReplicateRun(p.source, p.target, rid, publisher=publisher(p), replica_identity_full=True, log_dir=tmp_path)
     with p.source_su(application_name="long-report") as blocker:
         blocker.execute("BEGIN")
         blocker.execute("INSERT INTO sales.customers VALUES (999, 'long open transaction')")

@@ -26,11 +26,26 @@ def glue(rpair, monkeypatch):
 
 
 def _params(**overrides):
-    params = {"source_conn_id": "pg_source", "target_conn_id": "pg_target", "schemas": [], "exclude_schemas": [],
-              "runner": "local", "validation": "counts", "validate_only": False, "dry_run": False,
-              "consistent": True, "resume": False, "create_roles": True, "pool_size": 2, "bandwidth_mb_s": 93,
-              "split_mb": None, "mode": "replicate", "replica_identity_full": True,
-              "subscription_conn_id": "pg_replication", "catchup_timeout_s": 30}
+    params = {
+        "source_conn_id": "pg_source",
+        "target_conn_id": "pg_target",
+        "schemas": [],
+        "exclude_schemas": [],
+        "runner": "local",
+        "validation": "counts",
+        "validate_only": False,
+        "dry_run": False,
+        "consistent": True,
+        "resume": False,
+        "create_roles": True,
+        "pool_size": 2,
+        "bandwidth_mb_s": 93,
+        "split_mb": None,
+        "mode": "replicate",
+        "replica_identity_full": True,
+        "subscription_conn_id": "pg_replication",
+        "catchup_timeout_s": 30,
+    }
     return {**params, **overrides}
 
 
@@ -63,8 +78,9 @@ def test_pg_migration_replicate_wiring(rpair, glue):
         lag = replication.report_lag(params, rid)
         assert lag["caught_up"] and lag["retained_wal_bytes"] is not None
         assert replication.cleanup_replication(params, rid)["action"] == "kept"
-        data = pipeline.assemble_report(source, target, "pg_migration", rid, params, inventory, findings,
-                                        planned["plan"], [])
+        data = pipeline.assemble_report(
+            source, target, "pg_migration", rid, params, inventory, findings, planned["plan"], []
+        )
         steps.cleanup(params, rid, "pg_migration")
     finally:
         writer.stop()
@@ -75,8 +91,7 @@ def test_pg_migration_replicate_wiring(rpair, glue):
     # while it streams, no other run may write into this target
     with pytest.raises(PlanError, match="still replicates"):
         replication.check_replication(_params(mode="snapshot"), inventory, "another run")
-    report = replicate.run_cutover(p.source, p.target, rid + "_cut", quiet_s=1, writes_timeout_s=30,
-                                   lag_timeout_s=60)
+    report = replicate.run_cutover(p.source, p.target, rid + "_cut", quiet_s=1, writes_timeout_s=30, lag_timeout_s=60)
     assert report["verdict"] == "passed", report["failures"]
     with p.source_su() as src, p.target_su() as tgt:
         assert_equal_data(src, tgt)
@@ -90,8 +105,12 @@ def test_snapshot_mode_is_untouched_and_a_failed_replicate_run_cleans_up(rpair, 
     with p.source_su() as src:
         load_source(src)
     snap_params = _params(mode="snapshot")
-    for fn in (replication.subscribe, replication.report_lag, replication.cleanup_replication,
-               replication.start_replication_snapshot):
+    for fn in (
+        replication.subscribe,
+        replication.report_lag,
+        replication.cleanup_replication,
+        replication.start_replication_snapshot,
+    ):
         assert fn(snap_params, rid) is None
     params = _params()
     inventory = steps.discover(p.source, params)
