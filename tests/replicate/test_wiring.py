@@ -128,3 +128,37 @@ def test_snapshot_mode_is_untouched_and_a_failed_replicate_run_cleans_up(rpair, 
     with p.target_su() as tgt:
         phase = state.phases_of_run(tgt, rid)["replication"]
         assert phase["status"] == "done" and phase["detail"]["drop"]["dropped"]
+
+
+def test_an_apply_error_after_subscribing_fails_the_lag_step_by_name_and_cleanup_drops_everything(rpair, glue):
+    """A row the subscription cannot apply (a key the target already has): the run does not report
+    itself streaming; it says the subscription is broken and leaves no slot or publication behind."""
+    steps, replication = glue
+    p, rid, params = rpair, run_id(), _params(catchup_timeout_s=8)
+    with p.source_su() as src:
+        load_source(src)
+    inventory = steps.discover(p.source, params)
+    replication.check_replication(params, inventory, rid)
+    planned = steps.plan(p.source, p.target, inventory, params, rid, "pg_migration")
+    replication.start_replication_snapshot(params, rid)
+    steps.run_worker(params, rid, "pre-data")
+    for unit in planned["units"]:
+        steps.run_worker(params, rid, "data", unit["unit_id"])
+    steps.run_worker(params, rid, "large-objects")
+    steps.release_snapshot(params, rid)
+    steps.run_worker(params, rid, "post-data")
+    for schema in planned["schemas"]:
+        steps.validate(params, rid, schema)
+    replication.subscribe(params, rid)
+    with p.target_su() as tgt:  # someone writes into the target...
+        tgt.execute("INSERT INTO sales.customers VALUES (9999, 'written on the target')")
+    with p.source_su() as src:  # ...and the source's own row with that key cannot be applied
+        src.execute("INSERT INTO sales.customers VALUES (9999, 'written on the source')")
+    with pytest.raises(Exception, match="apply error"):
+        replication.report_lag(params, rid)
+    with p.target_su() as tgt:
+        assert replicate.get(tgt, rid)["status"] == "broken"
+    result = replication.cleanup_replication(params, rid)
+    assert result["action"] == "dropped", result
+    steps.cleanup(params, rid, "pg_migration")
+    assert source_objects(p) == {"slots": [], "publications": [], "subscriptions": []}
