@@ -47,8 +47,9 @@ def _copy_running(conn, app_prefix: str) -> bool:
     )
 
 
-def _outage_during_biggest_unit(run: LocalRun, watch, down_server: str) -> str:
-    """Start the biggest unit, take `down_server` down during its COPY, bring it back; return the unit id."""
+def _outage_during_biggest_unit(run: LocalRun, watch, down_server: str, mode: str = "fast") -> str:
+    """Start the biggest unit, take `down_server` down during its COPY (``pg_ctl stop -m mode``:
+    ``immediate`` is a crash, recovered from WAL at the restart), bring it back; return the unit id."""
     unit = run.plan["units"][0]
     proc = subprocess.Popen(
         [sys.executable, "-m", "include.pg_migration.worker"],
@@ -61,19 +62,21 @@ def _outage_during_biggest_unit(run: LocalRun, watch, down_server: str) -> str:
     with watch() as conn:
         while not _copy_running(conn, tag(run.run_id, unit["unit_id"])) and time.monotonic() < deadline:
             time.sleep(0.01)
-    localpg.stop_server(down_server)
+    localpg.stop_server(down_server, mode)
     assert proc.wait(timeout=120) != 0, "the unit should have failed during the outage"
     localpg.ensure_server(down_server)
     return unit["unit_id"]
 
 
-def test_target_outage_mid_data_phase(pg_servers, scratch, demo_source):
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
+def test_target_outage_mid_data_phase(pg_servers, scratch, demo_source, mode):
+    """A clean shutdown and a crash (as an Aurora failover) of the target in the middle of a COPY."""
     pair = Pair(pg_servers["source"], scratch, demo_source, _unique("tgt"))
     create_db(scratch, pair.target_db, owner=scratch.admin_user)
     run = LocalRun(pair.source, pair.target, f"outage__{uuid.uuid4().hex[:6]}", pool_size=4)
     try:
         run.start()
-        victim = _outage_during_biggest_unit(run, pair.source_su, "scratch")
+        victim = _outage_during_biggest_unit(run, pair.source_su, "scratch", mode)
         for unit in run.plan["units"]:  # the retry of the victim, then the rest: the snapshot survived
             run.unit(unit["unit_id"])
         assert victim
