@@ -473,6 +473,7 @@ class CpuAccount:
             ("dag-processor", "dag-processor"),
             ("dag_processor", "dag-processor"),
             ("LocalExecutor", "executor/task processes"),
+            ("airflow worker", "executor/task processes"),  # a task's supervisor: "airflow worker -- <ti id>"
             ("task", "executor/task processes"),
             ("scheduler", "scheduler"),
             ("serve-logs", "serve-logs"),

@@ -30,7 +30,7 @@ Reads top to bottom as the migration's story:
    the downtime window, `pg_migration_abort` calls it off. **cleanup_replication** leaves no slot or
    publication behind when a run does not reach streaming.
 10. **report** (`report.json` + `report.md`, path in the log) beside **cleanup** (snapshot, guard), then
-   the **verdict**: the run fails if anything failed or differs.
+   the **verdict**: the run fails if anything failed or differs, or if the cleanup failed.
 
 **runner** `ecs` runs steps 4-7 (every phase that needs PostgreSQL client tools) as Fargate tasks of
 the same worker, started by `EcsRunTaskOperator` (group `ecs`: deferrable, re-attaching, same pool and
@@ -201,11 +201,12 @@ def build_migration_dag(
         @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
         def cleanup(params=None, run_id=None, dag=None):
             """Release the snapshot and the target's guard, whatever happened."""
-            steps.cleanup(params, run_id, dag.dag_id)
+            return steps.cleanup(params, run_id, dag.dag_id)
 
         @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
-        def verdict(summary: dict | None = None):
-            steps.verdict(summary)
+        def verdict(summary: dict | None = None, cleaned: dict | None = None):
+            """Fails the run if the report says so, or if the cleanup task failed (nothing returned)."""
+            steps.verdict(summary, cleaned)
 
         inventory = discover()
         findings = preflight(inventory)
@@ -238,7 +239,7 @@ def build_migration_dag(
         replication_done = cleanup_replication()
         summary = report()
         done = cleanup()
-        final = verdict(summary)
+        final = verdict(summary, done)
 
         # The source checks and the runner's choice side by side (the branch needs only the params: it is
         # off the critical path, and its skips wait for the plan like its chosen path does).
@@ -247,7 +248,7 @@ def build_migration_dag(
         # Large objects load beside the data units (same pool); the snapshot is released beside post-data.
         chain([groups, runner], held, pre, [units, lobs], post, checks)
         chain([units, lobs], released, checks)
-        # The report and the cleanup (snapshot, guard) side by side; the verdict waits for both.
+        # The report and the cleanup (snapshot, guard) side by side; the verdict judges both.
         chain(checks, streaming, replication_done, [summary, done], final)
         chain([groups, runner], on_ecs)
         chain(on_ecs, holder, held_on_ecs, pre_on_ecs, [units_on_ecs, lobs_on_ecs], post_on_ecs, checks)

@@ -235,12 +235,17 @@ def _failed_tasks(ti, dag_id: str, run_id: str) -> list[str]:
     return sorted(out)
 
 
-def cleanup(params: dict[str, Any], run_id: str, dag_id: str | None = None) -> None:
+def cleanup(params: dict[str, Any], run_id: str, dag_id: str | None = None) -> dict[str, Any]:
+    """Release the snapshot (and, runner ecs, stop its holder task) and the target's guard.
+
+    A known problem (no target connection, a snapshot already gone) is a warning in the result;
+    anything else fails the task, and the verdict fails the run on it (the guard may still be held).
+    """
     try:
         _, target = _endpoints(params)
     except MigrationError as exc:
         log.warning("cleanup: %s", exc)
-        return
+        return {"released": False, "warning": str(exc)}
     try:
         snap.request_release(target, run_id)
         if params.get("runner") == "ecs" and dag_id:
@@ -253,6 +258,8 @@ def cleanup(params: dict[str, Any], run_id: str, dag_id: str | None = None) -> N
                 state.set_run(conn, run_id, finished_at=_now())
     except MigrationError as exc:
         log.warning("cleanup: %s", exc)
+        return {"released": False, "warning": str(exc)}
+    return {"released": True}
 
 
 def _now():
@@ -261,7 +268,12 @@ def _now():
     return dt.datetime.now(dt.UTC)
 
 
-def verdict(summary: dict[str, Any] | None) -> None:
+#: The verdict of a DAG without a cleanup task of its own.
+NO_CLEANUP = {"released": True}
+
+
+def verdict(summary: dict[str, Any] | None, cleaned: dict[str, Any] | None = NO_CLEANUP) -> None:
+    """Fail the run if the report says it failed, or if the cleanup task failed (``cleaned`` is None)."""
     if not summary:
         raise MigrationError("no report was produced (the report task failed): see its log")
     log.info("report: %s", summary["report"])
@@ -270,5 +282,10 @@ def verdict(summary: dict[str, Any] | None) -> None:
             f"migration {summary['verdict'].upper()}: "
             + "; ".join(summary["failures"])
             + f" (report: {summary['report']})"
+        )
+    if cleaned is None:
+        raise MigrationError(
+            f"migration {summary['verdict'].upper()}, but the cleanup task failed: this run's source snapshot "
+            "and the target's guard may still be held (see the cleanup task's log; clear it to run it again)"
         )
     log.info("verdict: %s", summary["verdict"].upper())
