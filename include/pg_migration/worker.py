@@ -101,6 +101,21 @@ def run_data_unit(source: Endpoint, target: Endpoint, run_id: str, unit_id: str)
     return {"unit_id": unit_id, "bytes": total_bytes, "seconds": seconds}
 
 
+def make_durable(target: Endpoint, app: str, run_id: str) -> None:
+    """Before the phase reports success: every commit it made is on the target's disk.
+
+    The loads commit with ``synchronous_commit = off`` (no wait for the WAL flush per table). A
+    transaction that changes a row, committed with it on, flushes the WAL up to its own commit record,
+    and so every earlier commit of every session: a crash or failover of the target right after the
+    phase (which Airflow has then marked done and will not retry) cannot take its tables, keys or
+    records back. (A transaction that wrote nothing would commit without the flush.)
+    """
+    with target.connect(app, autocommit=True) as conn:
+        conn.execute("SET synchronous_commit = on")
+        with conn.transaction():
+            conn.execute(state.q("UPDATE {s}.runs SET run_id = run_id WHERE run_id = %s"), (run_id,))
+
+
 def main() -> int:
     logging.basicConfig(
         level=os.environ.get("PGMIG_LOG_LEVEL", "INFO"),
@@ -139,6 +154,8 @@ def main() -> int:
             from include.pg_migration.ddl import run_post_data
 
             run_post_data(source, target, run_id, app)
+        if phase != "snapshot":
+            make_durable(target, app, run_id)
     except ConfigError as exc:
         print(f"pg-migration: {exc}", file=sys.stderr)
         return 2
