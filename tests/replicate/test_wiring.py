@@ -49,6 +49,19 @@ def _params(**overrides):
     return {**params, **overrides}
 
 
+def _copy_and_validate(steps, params, rid: str, planned: dict) -> None:
+    """pre_data -> migrate_unit (each unit) -> large_objects, release_snapshot -> post_data -> validate,
+    as the DAG runs them after the snapshot task."""
+    steps.run_worker(params, rid, "pre-data")
+    for unit in planned["units"]:
+        steps.run_worker(params, rid, "data", unit["unit_id"])
+    steps.run_worker(params, rid, "large-objects")
+    steps.release_snapshot(params, rid)
+    steps.run_worker(params, rid, "post-data")
+    for schema in planned["schemas"]:
+        steps.validate(params, rid, schema)
+
+
 def test_pg_migration_replicate_wiring(rpair, glue):
     steps, replication = glue
     p, rid, params = rpair, run_id(), _params()
@@ -66,14 +79,7 @@ def test_pg_migration_replicate_wiring(rpair, glue):
         assert all(f["verdict"] != "blocking" for f in findings)
         planned = steps.plan(source, target, inventory, params, rid, "pg_migration")
         assert replication.start_replication_snapshot(params, rid)  # snapshot task, runner local
-        steps.run_worker(params, rid, "pre-data")
-        for unit in planned["units"]:
-            steps.run_worker(params, rid, "data", unit["unit_id"])
-        steps.run_worker(params, rid, "large-objects")
-        steps.release_snapshot(params, rid)
-        steps.run_worker(params, rid, "post-data")
-        for schema in planned["schemas"]:
-            steps.validate(params, rid, schema)
+        _copy_and_validate(steps, params, rid, planned)
         assert replication.subscribe(params, rid)["subscription"] == replicate.names(rid).subscription
         lag = replication.report_lag(params, rid)
         assert lag["caught_up"] and lag["retained_wal_bytes"] is not None
@@ -141,14 +147,7 @@ def test_an_apply_error_after_subscribing_fails_the_lag_step_by_name_and_cleanup
     replication.check_replication(params, inventory, rid)
     planned = steps.plan(p.source, p.target, inventory, params, rid, "pg_migration")
     replication.start_replication_snapshot(params, rid)
-    steps.run_worker(params, rid, "pre-data")
-    for unit in planned["units"]:
-        steps.run_worker(params, rid, "data", unit["unit_id"])
-    steps.run_worker(params, rid, "large-objects")
-    steps.release_snapshot(params, rid)
-    steps.run_worker(params, rid, "post-data")
-    for schema in planned["schemas"]:
-        steps.validate(params, rid, schema)
+    _copy_and_validate(steps, params, rid, planned)
     replication.subscribe(params, rid)
     with p.target_su() as tgt:  # someone writes into the target...
         tgt.execute("INSERT INTO sales.customers VALUES (9999, 'written on the target')")
