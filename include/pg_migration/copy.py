@@ -54,7 +54,8 @@ log = logging.getLogger(__name__)
 #: Bytes gathered before each write to the target's COPY.
 WRITE_BATCH = 1024 * 1024
 
-#: Settings of the target's bulk-load sessions (safe: a lost commit is re-done by the retry).
+#: Settings of the target's bulk-load sessions: no wait for the WAL flush per table; the unit flushes
+#: everything before it reports success (worker.make_durable).
 LOAD_SETTINGS = {"synchronous_commit": "off"}
 INDEX_SETTINGS = {"maintenance_work_mem": "512MB", "synchronous_commit": "off"}
 

@@ -41,13 +41,13 @@ def _write_large_object(src: psycopg.Connection, tgt: psycopg.Connection, oid: i
     tgt.execute(UNLINK_IF_PRESENT, (oid,))
     offset = 0
     while True:
-        data = src.execute("SELECT pg_catalog.lo_get(%s, %s, %s)", (oid, offset, CHUNK)).fetchone()[0]
+        data = src.execute("SELECT pg_catalog.lo_get(%s, %s, %s)", (oid, offset, CHUNK)).fetchone()[0] or b""
         if offset == 0:
-            tgt.execute("SELECT pg_catalog.lo_from_bytea(%s, %s)", (oid, data or b""))
+            tgt.execute("SELECT pg_catalog.lo_from_bytea(%s, %s)", (oid, data))
         elif data:
             tgt.execute("SELECT pg_catalog.lo_put(%s, %s, %s)", (oid, offset, data))
-        offset += len(data or b"")
-        if len(data or b"") < CHUNK:
+        offset += len(data)
+        if len(data) < CHUNK:
             return offset
 
 
@@ -57,7 +57,7 @@ def run_large_objects(source: Endpoint, target: Endpoint, run_id: str, app: str)
     started = time.monotonic()
     total = 0
     with target.connect(app, autocommit=True) as tgt:
-        apply_settings(tgt, LOAD_SETTINGS)  # a lost commit is re-done by the retry
+        apply_settings(tgt, LOAD_SETTINGS)  # flushed to disk at the phase's end (worker.make_durable)
         run = state.get_run(tgt, run_id)
         snapshot = run["snapshot_id"] if run["consistent"] else None
         with open_source_snapshot(source, app, snapshot) as src:
