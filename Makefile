@@ -18,7 +18,7 @@ help:
 	@echo "make demo         load the demo warehouse and run the migration DAG (scripts/demo.py)"
 	@echo "make test         run the test suite (pytest -q)"
 	@echo "make test-slow    run only the tests marked slow (pytest -q -m slow)"
-	@echo "make lint         ruff check . and ruff format --check ."
+	@echo "make lint         ruff check ., ruff format --check . and lint-imports (the import contracts)"
 	@echo "make bench        run the benchmark (bench/run.py)"
 	@echo "make stack        local Airflow (bin/airflow standalone, UI on :8080)"
 	@echo "make clean-local  stop the local servers and delete .local/ (data, Airflow home)"
@@ -49,6 +49,7 @@ test-slow: venv pg
 lint: venv
 	"$(VENV)/bin/ruff" check .
 	"$(VENV)/bin/ruff" format --check .
+	PYTHONPATH=.:dags:plugins "$(VENV)/bin/lint-imports"
 
 bench: venv pg
 	"$(VPY)" bench/run.py
