@@ -12,7 +12,8 @@ comments, grants and a database-level ``search_path``.
 
 All rows are generated server-side from ``generate_series`` and hash/arithmetic
 expressions of the row number, so the same ``(scale, seed)`` always yields the
-same data.  The SQL lives in :mod:`.warehouse_sql`.
+same data.  The SQL lives in :mod:`.warehouse_sql` (definitions), :mod:`.warehouse_rows` (data) and
+:mod:`.warehouse_post` (indexes, keys, views, grants).
 """
 
 from __future__ import annotations
@@ -25,7 +26,34 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from . import warehouse_post as post
+from . import warehouse_rows as rows
 from . import warehouse_sql
+from .warehouse_sql import Block
+
+#: The blocks of the load transaction, in this order (definitions, data, then what spans tables).
+LOAD_BLOCKS: tuple[Block, ...] = (
+    warehouse_sql.HELPERS,
+    warehouse_sql.SCHEMAS,
+    warehouse_sql.FUNCTIONS,
+    warehouse_sql.TABLES,
+    rows.REFERENCE_DATA,
+    rows.HR_DATA,
+    rows.CRM_DATA,
+    rows.INVENTORY_DATA,
+    rows.SALES_DATA,
+    rows.SALES_DOCUMENTS,
+    rows.ANALYTICS_DATA,
+    rows.FINANCE_DATA,
+    rows.STAGING_DATA,
+    post.INDEXES,
+    post.CONSTRAINTS,
+    post.TRIGGERS,
+    post.VIEWS,
+    post.COMMENTS,
+    post.PRIVILEGES,
+    post.DATABASE_SETTINGS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +159,7 @@ def load_warehouse(conninfo: str, scale: float = 1.0, seed: int = 42) -> dict[st
             ) from exc
         _configure_session(conn, counts, seed)
         with conn.transaction():
-            for block in warehouse_sql.LOAD_BLOCKS:
+            for block in LOAD_BLOCKS:
                 _run_block(conn, block)
         _analyze(conn)
         summary = warehouse_summary(conn)
@@ -189,7 +217,7 @@ def _configure_session(conn: psycopg.Connection[Any], counts: dict[str, int], se
         conn.execute("SELECT pg_catalog.set_config(%s, %s, false)", (name, value))
 
 
-def _run_block(conn: psycopg.Connection[Any], block: warehouse_sql.Block) -> None:
+def _run_block(conn: psycopg.Connection[Any], block: Block) -> None:
     started = time.perf_counter()
     conn.execute(block.sql)  # static SQL, several statements, no parameters
     log.info("  %-18s %6.2f s", block.name, time.perf_counter() - started)
