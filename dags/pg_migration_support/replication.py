@@ -1,6 +1,7 @@
 """Airflow glue of replicate mode: task bodies for ``pg_migration`` (mode ``replicate``),
 ``pg_migration_cutover`` and ``pg_migration_abort``. The logic is in
-:mod:`include.pg_migration.replicate`; this module turns params and connections into its calls.
+:mod:`include.pg_migration.replicate` and :mod:`include.pg_migration.cutover`; this module turns
+params and connections into its calls.
 
 In ``pg_migration`` (wired by its DAG file; every function is a no-op returning ``None`` in
 ``mode: "snapshot"`` unless said otherwise):
@@ -23,8 +24,8 @@ In ``pg_migration`` (wired by its DAG file; every function is a no-op returning 
 =============================== ============================================================
 
 Secrets: the subscription's connection string (with the password of ``subscription_conn_id``)
-is built in :func:`include.pg_migration.replicate.subscription_conninfo` and goes only into the
-``CREATE SUBSCRIPTION`` statement; nothing returned here (XCom) or logged carries it.
+is built in :func:`include.pg_migration.replicate.subscription.subscription_conninfo` and goes only
+into the ``CREATE SUBSCRIPTION`` statement; nothing returned here (XCom) or logged carries it.
 """
 
 from __future__ import annotations
@@ -36,12 +37,15 @@ from typing import Any
 import psycopg
 from airflow.sdk import Param
 
-from include.pg_migration import replicate, state
+from include.pg_migration import cutover, state
 from include.pg_migration import report as rpt
-from include.pg_migration import snapshot as snap
 from include.pg_migration.conn import Endpoint
+from include.pg_migration.cutover import report as cutover_rpt
+from include.pg_migration.cutover.verify import copy_verified
 from include.pg_migration.errors import MigrationError
 from include.pg_migration.plan import validation_groups
+from include.pg_migration.replicate import checks, lag, publication, records, subscription, teardown
+from include.pg_migration.run_order import MODES
 from pg_migration_support import connection_params
 
 log = logging.getLogger("airflow.task")
@@ -59,7 +63,7 @@ def replication_params() -> dict[str, Param]:
         "mode": Param(
             "snapshot",
             type="string",
-            enum=list(replicate.MODES),
+            enum=list(MODES),
             title="Mode",
             description="snapshot: copy one consistent cut (downtime = the whole run). replicate: copy from a "
             "logical replication slot's snapshot, then stream every later change into the target until "
@@ -175,7 +179,7 @@ def _publisher(params: dict[str, Any], source: Endpoint) -> Endpoint:
 
 
 def is_replicate(params: dict[str, Any]) -> bool:
-    return replicate.mode_of(params) == "replicate"
+    return records.mode_of(params) == "replicate"
 
 
 def _active(params: dict[str, Any]) -> bool:
@@ -204,9 +208,9 @@ def check_replication(params: dict[str, Any], inventory: dict[str, Any], run_id:
     """Every mode: no live replication into the target; replicate: source safety and rights. Raises PlanError."""
     source, target = _endpoints(params)
     schemas = [s["name"] for s in (inventory or {}).get("schemas", [])]
-    findings = replicate.check(source if is_replicate(params) else None, target, schemas, dict(params), run_id)
+    findings = checks.check(source if is_replicate(params) else None, target, schemas, dict(params), run_id)
     _log_findings(findings)
-    replicate.raise_blocking(findings)
+    checks.raise_blocking(findings)
     return findings
 
 
@@ -215,8 +219,8 @@ def prepare_replication(params: dict[str, Any], run_id: str) -> dict[str, Any] |
     if not _active(params):
         return None
     source, target = _endpoints(params)
-    replicate.register_from_run(target, run_id, source)
-    result = replicate.prepare_publication(source, target, run_id)
+    records.register_from_run(target, run_id, source)
+    result = publication.prepare_publication(source, target, run_id)
     log.info("publication %s ready (%d tables)", result["publication"], result["tables"])
     return {"publication": result["publication"], "tables": result["tables"]}
 
@@ -231,7 +235,7 @@ def start_replication_snapshot(params: dict[str, Any], run_id: str) -> str | Non
     source, target = _endpoints(params)
     snapshot_id = steps.take_snapshot(source, target, params, run_id)  # the holder sees mode replicate
     with target.connect("pg_migration snapshot", autocommit=True) as conn:
-        rep = replicate.get(conn, run_id)
+        rep = records.get(conn, run_id)
     log.info(
         "slot %s created at %s; the copy reads its exported snapshot %s; the slot retains WAL on the source "
         "from now until the cut-over or abort",
@@ -247,15 +251,15 @@ def subscribe(params: dict[str, Any], run_id: str) -> dict[str, Any] | None:
     if not _active(params):
         return None
     source, target = _endpoints(params)
-    snap.request_release(target, run_id)  # validation (checksums) may have kept it until now
-    problems = replicate.copy_verified(target, source, run_id)
+    state.request_release(target, run_id)  # validation (checksums) may have kept it until now
+    problems = copy_verified(target, source, run_id)
     if problems:
         raise MigrationError(
             "not subscribing: the copy is not verified: "
             + "; ".join(problems[:10])
             + " (the run drops its slot and publication)"
         )
-    return replicate.subscribe(target, run_id, _publisher(params, source))
+    return subscription.subscribe(target, run_id, _publisher(params, source))
 
 
 def report_lag(params: dict[str, Any], run_id: str) -> dict[str, Any] | None:
@@ -263,18 +267,18 @@ def report_lag(params: dict[str, Any], run_id: str) -> dict[str, Any] | None:
     if not _active(params):
         return None
     source, target = _endpoints(params)
-    status = replicate.wait_caught_up(
+    status = lag.wait_caught_up(
         source, target, run_id, timeout_s=float(params.get("catchup_timeout_s", 300)), logger=log
     )
     apply_errors = (status.get("subscription_status") or {}).get("apply_errors") or 0
     failures = (
         [f"the subscription reports {apply_errors} apply error(s): see the target's server log"] if apply_errors else []
     )
-    replicate.record_replication_phase(target, run_id, status, {"caught_up": status["caught_up"], "failures": failures})
-    log.info("replication: %s", replicate.describe_lag(status))
+    lag.record_replication_phase(target, run_id, status, {"caught_up": status["caught_up"], "failures": failures})
+    log.info("replication: %s", lag.describe_lag(status))
     if failures:
         with target.connect("pg_migration replicate", autocommit=True) as conn:
-            replicate.update(conn, run_id, status="broken", error=failures[0])
+            records.update(conn, run_id, status="broken", error=failures[0])
         raise MigrationError(failures[0])
     return {
         "caught_up": status["caught_up"],
@@ -289,7 +293,7 @@ def cleanup_replication(params: dict[str, Any], run_id: str) -> dict[str, Any] |
         return None
     target = _target(params)
     source = _source_or_none(params)
-    result = replicate.cleanup_run(source, target, run_id, logger=log)
+    result = teardown.cleanup_run(source, target, run_id, logger=log)
     if result.get("errors"):
         raise MigrationError(
             "could not drop everything the run created: " + "; ".join(result["errors"]) + " (run pg_migration_abort)"
@@ -306,7 +310,7 @@ def cleanup_replication(params: dict[str, Any], run_id: str) -> dict[str, Any] |
 
 def cutover_begin(params: dict[str, Any], run_id: str, dag_id: str = CUTOVER_DAG_ID) -> dict[str, Any]:
     source, target = _endpoints(params)
-    return replicate.cutover_begin(
+    return cutover.begin(
         source,
         target,
         run_id,
@@ -319,19 +323,17 @@ def cutover_begin(params: dict[str, Any], run_id: str, dag_id: str = CUTOVER_DAG
 
 def cutover_stop_writes(params: dict[str, Any], run_id: str) -> dict[str, Any]:
     source, target = _endpoints(params)
-    return replicate.cutover_stop_writes(
-        source, target, run_id, timeout_s=float(params["writes_timeout_s"]), logger=log
-    )
+    return cutover.stop_writes(source, target, run_id, timeout_s=float(params["writes_timeout_s"]), logger=log)
 
 
 def cutover_catch_up(params: dict[str, Any], run_id: str) -> dict[str, Any]:
     source, target = _endpoints(params)
-    return replicate.cutover_catch_up(source, target, run_id, timeout_s=float(params["lag_timeout_s"]), logger=log)
+    return cutover.catch_up(source, target, run_id, timeout_s=float(params["lag_timeout_s"]), logger=log)
 
 
 def cutover_confirm_quiet(params: dict[str, Any], run_id: str) -> dict[str, Any]:
     source, target = _endpoints(params)
-    return replicate.cutover_confirm_quiet(
+    return cutover.confirm_quiet(
         source,
         target,
         run_id,
@@ -344,23 +346,23 @@ def cutover_confirm_quiet(params: dict[str, Any], run_id: str) -> dict[str, Any]
 
 def cutover_sequences(params: dict[str, Any], run_id: str) -> int:
     source, target = _endpoints(params)
-    return len(replicate.cutover_sequences(source, target, run_id))
+    return len(cutover.sequences(source, target, run_id))
 
 
 def cutover_large_objects(params: dict[str, Any], run_id: str) -> dict[str, Any]:
     source, target = _endpoints(params)
-    result = replicate.cutover_large_objects(source, target, run_id)
+    result = cutover.large_objects(source, target, run_id)
     return {"checked": result["checked"], "copied": len(result["copied"]), "unlinked": len(result["unlinked"])}
 
 
 def cutover_matviews(params: dict[str, Any], run_id: str) -> list[str]:
     source, target = _endpoints(params)
-    return replicate.cutover_matviews(source, target, run_id)
+    return cutover.matviews(source, target, run_id)
 
 
 def cutover_validate(params: dict[str, Any], run_id: str, schema: str) -> dict[str, Any]:
     source, target = _endpoints(params)
-    return replicate.cutover_validate(source, target, run_id, schema, params["validation"])
+    return cutover.validate(source, target, run_id, schema, params["validation"])
 
 
 def cutover_validation_groups(params: dict[str, Any], begun: dict[str, Any]) -> list[dict[str, Any]]:
@@ -391,7 +393,7 @@ def cutover_validate_group(params: dict[str, Any], run_id: str, group: dict[str,
 
 def cutover_finish(params: dict[str, Any], run_id: str) -> dict[str, Any]:
     source, target = _endpoints(params)
-    result = replicate.cutover_finish(source, target, run_id, logger=log)
+    result = cutover.finish(source, target, run_id, logger=log)
     if not result["validated"]:
         raise MigrationError(
             "the target differs from the source: "
@@ -405,10 +407,10 @@ def cutover_report(params: dict[str, Any], run_id: str, dag_id: str, ti) -> dict
     failed = _failed_tasks(ti, dag_id, run_id)
     target = _target(params)
     source = _source_or_none(params)
-    data = replicate.cutover_report(source, target, run_id, dag_id, dict(params), failed)
-    folder = replicate.write_cutover_report(data)
+    data = cutover_rpt.cutover_report(source, target, run_id, dag_id, dict(params), failed)
+    folder = cutover_rpt.write_cutover_report(data)
     log.info("report written to %s/report.json and report.md", folder)
-    log.info("\n%s", rpt.to_markdown(data) + replicate.cutover_markdown(data))
+    log.info("\n%s", rpt.to_markdown(data) + cutover_rpt.cutover_markdown(data))
     down = (data.get("cutover") or {}).get("downtime_seconds")
     if down is not None:
         log.info("downtime (writes stopped -> target validated): %.1f s", down)
@@ -422,7 +424,7 @@ def cutover_release(params: dict[str, Any], run_id: str) -> None:
     except MigrationError as exc:
         log.warning("release: %s", exc)
         return
-    replicate.cutover_release(_source_or_none(params), target, run_id, logger=log)
+    cutover.release(_source_or_none(params), target, run_id, logger=log)
 
 
 # -- pg_migration_abort --------------------------------------------------------------------------------------
@@ -431,7 +433,7 @@ def cutover_release(params: dict[str, Any], run_id: str) -> None:
 def abort(params: dict[str, Any], run_id: str) -> dict[str, Any]:
     target = _target(params)
     source = _source_or_none(params)
-    result = replicate.abort(source, target, params.get("replicate_run_id") or None, logger=log)
+    result = teardown.abort(source, target, params.get("replicate_run_id") or None, logger=log)
     return {
         "aborted": result["aborted"],
         "errors": result["errors"],

@@ -131,7 +131,7 @@ def take_snapshot(source, target, params: dict[str, Any], run_id: str) -> str | 
 
 def release_snapshot(params: dict[str, Any], run_id: str) -> None:
     _, target = _endpoints(params)
-    if snap.request_release(target, run_id):
+    if state.request_release(target, run_id):
         log.info("snapshot released")
 
 
@@ -247,7 +247,7 @@ def cleanup(params: dict[str, Any], run_id: str, dag_id: str | None = None) -> d
         log.warning("cleanup: %s", exc)
         return {"released": False, "warning": str(exc)}
     try:
-        snap.request_release(target, run_id)
+        state.request_release(target, run_id)
         if params.get("runner") == "ecs" and dag_id:
             from pg_migration_support import ecs
 

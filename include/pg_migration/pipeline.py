@@ -116,14 +116,14 @@ class LocalRun:
         try:
             run_local(self.env("large-objects"), label="large-objects")
         finally:
-            snapshot.request_release(self.target, self.run_id)
+            state.request_release(self.target, self.run_id)
         try:
             run_local(self.env("post-data"), label="post-data")
         finally:
             self.close()
 
     def close(self) -> None:
-        snapshot.request_release(self.target, self.run_id)
+        state.request_release(self.target, self.run_id)
         with self.target.connect(autocommit=True) as conn:
             state.release_guard(conn, self.run_id)
 

@@ -55,6 +55,7 @@ import psycopg
 from include.pg_migration import STATE_SCHEMA, catalog, pgtools
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import MigrationError
+from include.pg_migration.findings import finding, names_list
 
 EXTENSIONS_USED = "SELECT extname FROM pg_catalog.pg_extension WHERE extname <> 'plpgsql' ORDER BY 1"
 EXTENSIONS_AVAILABLE = """
@@ -351,12 +352,6 @@ REGLOOKUP = {
 SESSIONS_PER_UNIT = {"source": 2, "target": 3}
 
 SCAN_ENV = "PG_MIGRATION_ENCODING_SCAN"
-#: How many named columns a finding lists before "and N more".
-LIST_MAX = 30
-
-
-def finding(check: str, verdict: str, detail: str) -> dict[str, str]:
-    return {"check": check, "verdict": verdict, "detail": detail}
 
 
 def run(source: Endpoint, target: Endpoint, inventory: dict[str, Any], params: dict[str, Any]) -> list[dict[str, str]]:
@@ -385,10 +380,6 @@ def run(source: Endpoint, target: Endpoint, inventory: dict[str, Any], params: d
     out += _dependencies(inventory)
     out += _tables(tables)
     return out
-
-
-def _names(items: list[str], limit: int = LIST_MAX) -> str:
-    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 # -- versions and tools ---------------------------------------------------------------------------
@@ -591,14 +582,14 @@ def _scan_character_data(
             finding(
                 "character data",
                 "blocking",
-                f"{what}: {_names(bad)}; {how}. Fix: {advice}",
+                f"{what}: {names_list(bad)}; {how}. Fix: {advice}",
             )
         )
     else:
         out.append(finding("character data", "ok", f"no {what.split(' (')[0]}; {how}"))
     if skipped:
         out.append(
-            finding("character data", "warning", f"not scanned (lock_timeout: a lock is held): {_names(skipped)}")
+            finding("character data", "warning", f"not scanned (lock_timeout: a lock is held): {names_list(skipped)}")
         )
     return out
 
@@ -611,7 +602,7 @@ def _catalog_text(src: psycopg.Connection, schemas: list[str]) -> list[dict[str,
         finding(
             "catalog text",
             "blocking",
-            "not valid UTF-8 (pre-data would fail): " + _names([f"{kind} {obj}" for kind, obj in found]),
+            "not valid UTF-8 (pre-data would fail): " + names_list([f"{kind} {obj}" for kind, obj in found]),
         )
     ]
 
@@ -753,7 +744,7 @@ def _foreign_tables(src: psycopg.Connection, tgt: psycopg.Connection, schemas: l
                 "blocking",
                 "their foreign server does not exist on the target (pg_dump of a schema does not carry "
                 "servers): "
-                + "; ".join(f"server {s}: {_names(t)}" for s, t in sorted(missing.items()))
+                + "; ".join(f"server {s}: {names_list(t)}" for s, t in sorted(missing.items()))
                 + ". Create the extension, the server and a user mapping on the target first, or exclude "
                 "those schemas. Their data is not copied (it lives in the remote server)",
             )
@@ -761,7 +752,7 @@ def _foreign_tables(src: psycopg.Connection, tgt: psycopg.Connection, schemas: l
     detail = (
         "definitions only, their data stays in the remote server; servers present on the target: "
         + ", ".join(sorted({s for _, s, _ in rows}))
-        + f". Tables: {_names([t for t, _, _ in rows])}"
+        + f". Tables: {names_list([t for t, _, _ in rows])}"
     )
     if unmapped:
         detail += f". No user mapping for the target user on {', '.join(sorted(unmapped))}: queries will fail"
@@ -849,12 +840,12 @@ def _cross_schema(src: psycopg.Connection, tgt: psycopg.Connection, schemas: lis
             finding(
                 "cross-schema references",
                 "blocking",
-                f"objects use objects of schemas outside the selection that the target lacks: {_names(missing)} "
+                f"objects use objects of schemas outside the selection that the target lacks: {names_list(missing)} "
                 f"(add schema(s) {', '.join(outside)} to the selection, or migrate them first)",
             )
         ]
     return [
-        finding("cross-schema references", "ok", f"used from other schemas, present on the target: {_names(found)}")
+        finding("cross-schema references", "ok", f"used from other schemas, present on the target: {names_list(found)}")
     ]
 
 
@@ -885,7 +876,7 @@ def _tables(tables: list[dict[str, Any]]) -> list[dict[str, str]]:
             finding(
                 "tables without a primary key",
                 "warning",
-                f"{len(no_pk)}: {_names(no_pk, 50)} (copied and validated like any other; row-level comparison "
+                f"{len(no_pk)}: {names_list(no_pk, 50)} (copied and validated like any other; row-level comparison "
                 "and logical replication need a key or REPLICA IDENTITY FULL)",
             )
         )
@@ -898,7 +889,7 @@ def _tables(tables: list[dict[str, Any]]) -> list[dict[str, str]]:
                 "unlogged tables",
                 "warning",
                 "copied, and unlogged on the target too (not crash-safe: emptied after a crash or failover): "
-                + _names(unlogged),
+                + names_list(unlogged),
             )
         )
     return out

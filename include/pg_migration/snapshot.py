@@ -12,7 +12,8 @@ its own process -- the worker's ``snapshot`` phase -- that:
 Holding a snapshot holds back VACUUM on the source (dead rows cannot be removed while it is
 open): the report shows how long it was held. Locally the holder is a detached process started by
 :func:`start_local`; on ECS it is a Fargate task of the same image. Either way, tasks find it
-through the target, and :func:`wait_for_snapshot` / :func:`request_release` are the only API.
+through the target, and :func:`wait_for_snapshot` / :func:`include.pg_migration.state.request_release`
+are the only API.
 
 Replicate mode (the run's params say ``mode: "replicate"``): the same phase runs
 :func:`hold_replication` instead, which makes sure the run's publication exists, then opens a
@@ -41,6 +42,7 @@ import psycopg
 from include.pg_migration import state
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import MigrationError, SnapshotLost
+from include.pg_migration.replicate import publication, records, slot
 from include.pg_migration.sessions import SOURCE_SETTINGS, apply_settings
 
 log = logging.getLogger(__name__)
@@ -101,13 +103,11 @@ def hold_replication(
     source: Endpoint, target: Endpoint, run_id: str, app: str, max_hold_s: float = DEFAULT_MAX_HOLD_S
 ) -> None:
     """Replicate mode: create the run's slot exporting its snapshot, and hold that snapshot until released."""
-    from include.pg_migration import replicate
-
     try:
         with target.connect(app, autocommit=True) as tgt:
-            rep = replicate.get(tgt, run_id)
+            rep = records.get(tgt, run_id)
         if rep is None:  # nobody prepared it (e.g. the ECS runner starts the holder directly)
-            rep = replicate.register_from_run(target, run_id, source)
+            rep = records.register_from_run(target, run_id, source)
         if rep["consistent_lsn"] is not None:
             # A holder of this run created the slot and died: its exported snapshot is gone with it.
             raise SnapshotLost(
@@ -115,32 +115,32 @@ def hold_replication(
                 "gone: the copy can no longer start from the slot's cut. The run fails and drops what it "
                 "created; start a new run"
             )
-        replicate.prepare_publication(source, target, run_id, app)
-        repl = replicate.replication_connection(source, app)
+        publication.prepare_publication(source, target, run_id, app)
+        repl = slot.replication_connection(source, app)
         log.info("creating slot %s (waits for transactions running now on the source to end)", rep["slot"])
-        watcher = replicate.SlotWaitWatcher(source, target, run_id, repl, app)
+        watcher = slot.SlotWaitWatcher(source, target, run_id, repl, app)
         try:
             with watcher:
-                lsn, snapshot_id = replicate.create_slot(repl, rep["slot"])
+                lsn, snapshot_id = slot.create_slot(repl, rep["slot"])
         except psycopg.Error as exc:
             repl.close()
             why = str(exc).strip().splitlines()[0]
             if watcher.cancelled:
                 why = (
-                    f"it waited more than {replicate.SLOT_WAIT_S:.0f} s for transactions running on the source: "
-                    f"{replicate.describe_xacts(watcher.waiting) or 'none left'}"
+                    f"it waited more than {slot.SLOT_WAIT_S:.0f} s for transactions running on the source: "
+                    f"{slot.describe_xacts(watcher.waiting) or 'none left'}"
                 )
             raise MigrationError(
                 f"cannot create replication slot {rep['slot']} on {source.describe()}: {why}"
             ) from None
     except MigrationError as exc:
-        replicate.record_holder_error(target, run_id, str(exc))
+        slot.record_holder_error(target, run_id, str(exc))
         raise
     where = f"{socket.gethostname()}:{os.getpid()}"
     started = time.monotonic()
     tgt = target.connect(app, autocommit=True)
     taken = _now(tgt)
-    replicate.update(
+    records.update(
         tgt, run_id, consistent_lsn=lsn, snapshot_id=snapshot_id, slot_created_at=taken, status="copying", error=None
     )
     state.set_run(
@@ -247,8 +247,6 @@ def start_local(worker_env: dict[str, str], log_path: Path) -> int:
 
 def wait_for_snapshot(target: Endpoint, run_id: str, timeout_s: float = 120.0, previous: str | None = None) -> str:
     """Wait until the holder has recorded a (new) snapshot id for the run; return it."""
-    from include.pg_migration import replicate
-
     deadline = time.monotonic() + timeout_s
     with target.connect("pg_migration snapshot-wait", autocommit=True) as tgt:
         while time.monotonic() < deadline:
@@ -256,16 +254,16 @@ def wait_for_snapshot(target: Endpoint, run_id: str, timeout_s: float = 120.0, p
             if run and run["snapshot_id"] and run["snapshot_id"] != previous and run["snapshot_released_at"] is None:
                 return run["snapshot_id"]
             if run and (run.get("params") or {}).get("mode") == "replicate":
-                error = replicate.holder_error(tgt, run_id)
+                error = slot.holder_error(tgt, run_id)
                 if error:  # the replicate holder failed before exporting: say why now, not at the timeout
                     raise MigrationError(f"the snapshot holder failed: {error}")
-                waiting = replicate.slot_creation_waiting(tgt, run_id) if time.monotonic() > deadline - 5 else None
+                waiting = slot.slot_creation_waiting(tgt, run_id) if time.monotonic() > deadline - 5 else None
                 if waiting is not None:
                     # Slot creation waits for transactions running on the source: the holder names
-                    # them and gives up after replicate.SLOT_WAIT_S; follow it rather than time out.
+                    # them and gives up after slot.SLOT_WAIT_S; follow it rather than time out.
                     deadline = max(deadline, time.monotonic() + 15)
                     if waiting:
-                        log.warning("the slot waits for: %s", replicate.describe_xacts(waiting))
+                        log.warning("the slot waits for: %s", slot.describe_xacts(waiting))
             time.sleep(0.2)
     raise MigrationError(f"the snapshot holder did not export a snapshot within {timeout_s:.0f}s (see its log)")
 
@@ -283,37 +281,3 @@ def check_alive(target: Endpoint, run_id: str, stale_after_s: float = 30.0) -> s
     if row[1] is not None or row[2] is None or row[2] > stale_after_s:
         raise SnapshotLost(f"the snapshot {row[0]!r} of run {run_id!r} is no longer held")
     return row[0]
-
-
-def _holder_gone(where: str | None) -> bool:
-    """True when the holder ran on this host and its process no longer exists."""
-    if not where or ":" not in where:
-        return False
-    host, pid = where.rsplit(":", 1)
-    if host != socket.gethostname():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, ValueError):
-        return False
-    return False
-
-
-def request_release(target: Endpoint, run_id: str, wait_s: float = 15.0) -> bool:
-    """Ask the holder to end its transaction; wait until it has. True if a snapshot was released."""
-    with target.connect("pg_migration snapshot-release", autocommit=True) as tgt:
-        run = state.get_run(tgt, run_id) if state.exists(tgt) else None
-        if not run or not run["snapshot_id"] or run["snapshot_released_at"] is not None:
-            return False
-        state.set_run(tgt, run_id, release_requested=True)
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and not _holder_gone(run.get("holder_where")):
-            run = state.get_run(tgt, run_id)
-            if run["snapshot_released_at"] is not None:
-                return True
-            time.sleep(0.3)
-        # A holder that does not answer is dead or stuck; mark the snapshot released either way.
-        state.set_run(tgt, run_id, snapshot_released_at=_now(tgt))
-    return True

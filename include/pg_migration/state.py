@@ -22,6 +22,9 @@ Remove it all with ``python -m include.pg_migration.state drop`` (or ``DROP SCHE
 from __future__ import annotations
 
 import json
+import os
+import socket
+import time
 from typing import Any
 
 import psycopg
@@ -30,6 +33,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from include.pg_migration import STATE_SCHEMA
+from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import GuardHeld
 
 S = sql.Identifier(STATE_SCHEMA)
@@ -304,11 +308,47 @@ def exists(conn: psycopg.Connection) -> bool:
     return conn.execute("SELECT pg_catalog.to_regclass(%s) IS NOT NULL", (f"{STATE_SCHEMA}.runs",)).fetchone()[0]
 
 
+# -- the snapshot holder's release ----------------------------------------------------------------
+
+
+def _holder_gone(where: str | None) -> bool:
+    """True when the holder ran on this host and its process no longer exists."""
+    if not where or ":" not in where:
+        return False
+    host, pid = where.rsplit(":", 1)
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, ValueError):
+        return False
+    return False
+
+
+def request_release(target: Endpoint, run_id: str, wait_s: float = 15.0) -> bool:
+    """Ask the run's snapshot holder (:mod:`include.pg_migration.snapshot`) to end its transaction;
+    wait until it has. True if a snapshot was released."""
+    with target.connect("pg_migration snapshot-release", autocommit=True) as tgt:
+        run = get_run(tgt, run_id) if exists(tgt) else None
+        if not run or not run["snapshot_id"] or run["snapshot_released_at"] is not None:
+            return False
+        set_run(tgt, run_id, release_requested=True)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and not _holder_gone(run.get("holder_where")):
+            run = get_run(tgt, run_id)
+            if run["snapshot_released_at"] is not None:
+                return True
+            time.sleep(0.3)
+        # A holder that does not answer is dead or stuck; mark the snapshot released either way.
+        set_run(tgt, run_id, snapshot_released_at=tgt.execute("SELECT now()").fetchone()[0])
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m include.pg_migration.state {drop,release-guard,show}`` against $PGMIG_TARGET_*."""
     import argparse
-
-    from include.pg_migration.conn import Endpoint
 
     parser = argparse.ArgumentParser(prog="python -m include.pg_migration.state", description=__doc__)
     parser.add_argument("command", choices=["drop", "release-guard", "show"])

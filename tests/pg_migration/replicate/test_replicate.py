@@ -13,20 +13,21 @@ import time
 
 import pytest
 
-from include.pg_migration import replicate, state
+from include.pg_migration import state
 from include.pg_migration.errors import ConfigError, MigrationError, PlanError, SnapshotLost
-from include.pg_migration.replicate import ReplicateRun
+from include.pg_migration.harness_replicate import ReplicateRun
+from include.pg_migration.replicate import checks, lag, records, teardown
 from include.pg_migration.runner import local_env
 from include.pg_migration.sessions import tag
 from tests.conftest import assert_equal_data
-from tests.replicate.conftest import Writer, load_source, publisher, run_id, source_objects
+from tests.pg_migration.replicate.conftest import Writer, load_source, publisher, run_id, source_objects
 
 
 def _nothing_left(p, rid: str) -> None:
     objects = source_objects(p)
     assert objects == {"slots": [], "publications": [], "subscriptions": []}, objects
     with p.source_su() as src:
-        assert replicate.leftovers(src, rid) == []
+        assert teardown.leftovers(src, rid) == []
 
 
 def _identity(p, table: str) -> tuple[str, str]:
@@ -53,11 +54,11 @@ def test_writes_during_and_after_the_copy_end_equal_after_cutover(rpair, tmp_pat
                 tuple(r)
                 for r in src.execute(
                     "SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = %s",
-                    (replicate.names(rid).publication,),
+                    (records.names(rid).publication,),
                 )
             }
             via_root = src.execute(
-                "SELECT pubviaroot FROM pg_publication WHERE pubname = %s", (replicate.names(rid).publication,)
+                "SELECT pubviaroot FROM pg_publication WHERE pubname = %s", (records.names(rid).publication,)
             ).fetchone()[0]
         assert ("sales", "orders") in published and ("archive", "orders_old") in published
         assert ("sales", "events_2024") in published and ("archive", "events_2025") in published
@@ -216,7 +217,7 @@ def test_a_table_without_identity_fails_the_plan_by_name_and_nothing_is_created(
     weak = p.source.__class__(
         **{**p.source.__dict__, "user": p.source_server.admin_user, "password": p.source_server.admin_password}
     )
-    findings = replicate.check(weak, p.target, ["docs"], {"mode": "replicate", "replica_identity_full": True})
+    findings = checks.check(weak, p.target, ["docs"], {"mode": "replicate", "replica_identity_full": True})
     blocking = {f["check"]: f["detail"] for f in findings if f["verdict"] == "blocking"}
     assert "REPLICATION right" in blocking and "lacks REPLICATION" in blocking["REPLICATION right"]
     assert "docs.audit_log" in blocking["publication rights"]
@@ -233,7 +234,7 @@ def test_a_failed_run_drops_slot_publication_and_identity(rpair, tmp_path):
     run = ReplicateRun(p.source, p.target, rid, publisher=publisher(p), replica_identity_full=True, log_dir=tmp_path)
     plan = run.start()
     with p.source_su() as src:
-        assert len(replicate.leftovers(src, rid)) == 2
+        assert len(teardown.leftovers(src, rid)) == 2
     assert _identity(p, "docs.audit_log")[0] == "f"
     for unit in plan["units"]:
         run.unit(unit["unit_id"])
@@ -244,7 +245,7 @@ def test_a_failed_run_drops_slot_publication_and_identity(rpair, tmp_path):
     _nothing_left(p, rid)
     assert _identity(p, "docs.audit_log") == ("d", "d")
     with p.target_su() as tgt:
-        assert replicate.get(tgt, rid)["status"] == "failed"
+        assert records.get(tgt, rid)["status"] == "failed"
         assert tgt.execute("SELECT count(*) FROM _pg_migration.guard").fetchone()[0] == 0
 
 
@@ -286,12 +287,12 @@ def test_abort_drops_everything_and_gives_the_source_back(rpair, tmp_path):
     run.finish()
     with p.source_su() as src:
         src.execute("INSERT INTO docs.audit_log VALUES (now(), 'late', 'streamed')")
-    caught = replicate.wait_caught_up(p.source, p.target, rid, timeout_s=30)
+    caught = lag.wait_caught_up(p.source, p.target, rid, timeout_s=30)
     assert caught["caught_up"]
     with p.target_su() as tgt:  # asynchronous commit on these servers: "now" is the WAL insert position
         assert tgt.execute("SELECT count(*) FROM docs.audit_log WHERE who = 'late'").fetchone()[0] == 1
     # another run into this target is refused while the replication lives
-    findings = replicate.check(None, p.target, ["docs"], {"mode": "snapshot"}, "another run")
+    findings = checks.check(None, p.target, ["docs"], {"mode": "snapshot"}, "another run")
     assert any(f["verdict"] == "blocking" and rid in f["detail"] for f in findings)
     # DDL on the source after the cut is not replicated: the cut-over fails naming it, keeps streaming
     with p.source_su() as src:
@@ -301,7 +302,7 @@ def test_abort_drops_everything_and_gives_the_source_back(rpair, tmp_path):
     assert any("documents.extra missing on the target" in f for f in failed["failures"]), failed["failures"]
     assert not failed["cutover"]["replication_dropped"]
     with p.target_su() as tgt:
-        assert replicate.get(tgt, rid)["status"] == "streaming"
+        assert records.get(tgt, rid)["status"] == "streaming"
         assert tgt.execute("SELECT count(*) FROM _pg_migration.guard").fetchone()[0] == 0
     result = run.abort()
     assert result["errors"] == [] and result["aborted"] == [rid]
@@ -311,8 +312,8 @@ def test_abort_drops_everything_and_gives_the_source_back(rpair, tmp_path):
     with p.source_su() as src:
         src.execute("UPDATE docs.audit_log SET what = 'writable' WHERE who = 'late'")
     with p.target_su() as tgt:
-        assert replicate.get(tgt, rid)["status"] == "aborted"
-    assert replicate.check(None, p.target, ["docs"], {"mode": "snapshot"}, "another run") == []
+        assert records.get(tgt, rid)["status"] == "aborted"
+    assert checks.check(None, p.target, ["docs"], {"mode": "snapshot"}, "another run") == []
 
 
 def test_slot_creation_names_the_transactions_it_waits_for_and_gives_up(rpair, tmp_path, monkeypatch):

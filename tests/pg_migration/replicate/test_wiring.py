@@ -7,10 +7,11 @@ import sys
 
 import pytest
 
-from include.pg_migration import pipeline, replicate, state
+from include.pg_migration import cutover, pipeline, state
 from include.pg_migration.errors import PlanError
+from include.pg_migration.replicate import records
 from tests.conftest import REPO, assert_equal_data
-from tests.replicate.conftest import Writer, load_source, publisher, run_id, source_objects
+from tests.pg_migration.replicate.conftest import Writer, load_source, publisher, run_id, source_objects
 
 sys.path.insert(0, str(REPO / "dags"))
 
@@ -80,7 +81,7 @@ def test_pg_migration_replicate_wiring(rpair, glue):
         planned = steps.plan(source, target, inventory, params, rid, "pg_migration")
         assert replication.start_replication_snapshot(params, rid)  # snapshot task, runner local
         _copy_and_validate(steps, params, rid, planned)
-        assert replication.subscribe(params, rid)["subscription"] == replicate.names(rid).subscription
+        assert replication.subscribe(params, rid)["subscription"] == records.names(rid).subscription
         lag = replication.report_lag(params, rid)
         assert lag["caught_up"] and lag["retained_wal_bytes"] is not None
         assert replication.cleanup_replication(params, rid)["action"] == "kept"
@@ -97,7 +98,7 @@ def test_pg_migration_replicate_wiring(rpair, glue):
     # while it streams, no other run may write into this target
     with pytest.raises(PlanError, match="still replicates"):
         replication.check_replication(_params(mode="snapshot"), inventory, "another run")
-    report = replicate.run_cutover(p.source, p.target, rid + "_cut", quiet_s=1, writes_timeout_s=30, lag_timeout_s=60)
+    report = cutover.run_cutover(p.source, p.target, rid + "_cut", quiet_s=1, writes_timeout_s=30, lag_timeout_s=60)
     assert report["verdict"] == "passed", report["failures"]
     with p.source_su() as src, p.target_su() as tgt:
         assert_equal_data(src, tgt)
@@ -156,7 +157,7 @@ def test_an_apply_error_after_subscribing_fails_the_lag_step_by_name_and_cleanup
     with pytest.raises(Exception, match="apply error"):
         replication.report_lag(params, rid)
     with p.target_su() as tgt:
-        assert replicate.get(tgt, rid)["status"] == "broken"
+        assert records.get(tgt, rid)["status"] == "broken"
     result = replication.cleanup_replication(params, rid)
     assert result["action"] == "dropped", result
     steps.cleanup(params, rid, "pg_migration")

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 import time
 
-from include.pg_migration import replicate
-from include.pg_migration.replicate import ReplicateRun
+from include.pg_migration.harness_replicate import ReplicateRun
+from include.pg_migration.replicate import records
 from tests.conftest import assert_equal_data
-from tests.replicate.conftest import Writer, load_source, publisher, run_id, source_objects
+from tests.pg_migration.replicate.conftest import Writer, load_source, publisher, run_id, source_objects
 
 
 def _streaming_run(p, tmp_path, seed: int, seconds_of_writes: float = 1.0, copy: bool = True) -> str:
@@ -44,7 +44,7 @@ def test_abort_then_cutover_dags(rpair, tmp_path, dag_runner):
     assert aborted.state == "success", aborted.output[-4000:]
     assert source_objects(p) == {"slots": [], "publications": [], "subscriptions": []}
     with p.target_su() as tgt:
-        assert replicate.get(tgt, first)["status"] == "aborted"
+        assert records.get(tgt, first)["status"] == "aborted"
     assert "retained" in aborted.output
 
     second = _streaming_run(p, tmp_path, seed=4)
