@@ -19,17 +19,19 @@ import datetime as dt
 
 import pendulum
 from airflow.sdk import TriggerRule, chain, dag, task
-from pg_migration_support import replication as rep
-from pg_migration_support import steps
+from pg_migration_support import replicate_tasks as rep
+from pg_migration_support import tasks
+from pg_migration_support.params import abort_params
+from pg_migration_support.tasks import run_order
 
 
 @dag(
-    dag_id=rep.ABORT_DAG_ID,
+    dag_id=run_order.ABORT_DAG_ID,
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    params=rep.abort_params(),
+    params=abort_params(),
     default_args={"owner": "data-platform", "retries": 1, "retry_delay": dt.timedelta(seconds=10)},
     doc_md=__doc__,
     tags=["pg-migration"],
@@ -38,12 +40,7 @@ def pg_migration_abort():
     @task
     def abort(params=None, run_id=None):
         """Drop subscription, slot and publication; restore replica identity; source writable again."""
-        result = rep.abort(params, run_id)
-        if result["errors"]:
-            from include.pg_migration.errors import MigrationError
-
-            raise MigrationError("abort incomplete: " + "; ".join(result["errors"]))
-        return result
+        return rep.abort(params, run_id)
 
     @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
     def report(result: dict | None = None, params=None, run_id=None, dag=None, ti=None):
@@ -51,7 +48,7 @@ def pg_migration_abort():
 
     @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
     def verdict(summary: dict | None = None):
-        steps.verdict(summary)
+        tasks.verdict(summary)
 
     result = abort()
     summary = report(result)

@@ -40,8 +40,10 @@ import os
 
 import pendulum
 from airflow.sdk import TriggerRule, chain, dag, get_current_context, task
-from pg_migration_support import POOL, steps
-from pg_migration_support import replication as rep
+from pg_migration_support import replicate_tasks as rep
+from pg_migration_support import tasks
+from pg_migration_support.params import cutover_params
+from pg_migration_support.tasks import run_order
 
 DEFAULT_ARGS = {
     "owner": "data-platform",
@@ -52,12 +54,12 @@ DEFAULT_ARGS = {
 
 
 @dag(
-    dag_id=rep.CUTOVER_DAG_ID,
+    dag_id=run_order.CUTOVER_DAG_ID,
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
-    params=rep.cutover_params(),
+    params=cutover_params(),
     default_args=DEFAULT_ARGS,
     doc_md=__doc__,
     tags=["pg-migration"],
@@ -101,7 +103,7 @@ def pg_migration_cutover():
         """Refresh materialized views on the target (their data is not replicated)."""
         return rep.cutover_matviews(params, run_id)
 
-    @task(pool=POOL, map_index_template="{{ group_label }}")
+    @task(pool=run_order.POOL, map_index_template="{{ group_label }}")
     def validate(group: dict, params=None, run_id=None):
         """One validation group: its schemas one after another, each recorded on its own."""
         get_current_context()["group_label"] = group["label"]
@@ -123,7 +125,7 @@ def pg_migration_cutover():
 
     @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
     def verdict(summary: dict | None = None):
-        steps.verdict(summary)
+        tasks.verdict(summary)
 
     groups = begin()
     checks = validate.expand(group=groups)

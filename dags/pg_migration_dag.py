@@ -49,16 +49,11 @@ import os
 
 import pendulum
 from airflow.sdk import TaskGroup, TriggerRule, chain, dag, get_current_context, get_parsing_context, task
-from pg_migration_support import (
-    POOL,
-    connection_ids,
-    ecs,
-    migration_params,
-    rehearsal,
-    run_worker,
-    steps,
-)
-from pg_migration_support import replication as repl
+from pg_migration_support import ecs, rehearsal, tasks
+from pg_migration_support import replicate_tasks as repl
+from pg_migration_support.connections import endpoints
+from pg_migration_support.params import migration_params, replication_params
+from pg_migration_support.tasks import run_order, run_worker
 
 # Retries with exponential backoff, capped. Read from the environment at parse time (no DB access):
 # PG_MIGRATION_RETRIES (default 3) and PG_MIGRATION_RETRY_DELAY_S (default 15; the tests use 1).
@@ -87,7 +82,7 @@ def build_migration_dag(
         catchup=False,
         max_active_runs=1,
         is_paused_upon_creation=is_paused_upon_creation,
-        params={**migration_params(target_conn_id), **repl.replication_params()},
+        params={**migration_params(target_conn_id), **replication_params()},
         default_args=DEFAULT_ARGS,
         doc_md=doc_md,
         tags=list(tags),
@@ -95,21 +90,21 @@ def build_migration_dag(
     def migration():
         @task(retries=0)
         def discover(params=None):
-            source, _ = connection_ids(params)
-            return steps.discover(source, params)
+            source, _ = endpoints(params)
+            return tasks.discover(source, params)
 
         @task(retries=0)
         def preflight(inventory: dict, params=None, ti=None):
-            source, target = connection_ids(params)
-            return steps.preflight(source, target, inventory, params, ti)
+            source, target = endpoints(params)
+            return tasks.preflight(source, target, inventory, params, ti)
 
         @task(retries=0)
         def plan(inventory: dict, findings: list, params=None, run_id=None, dag=None, ti=None):
             """Returns the validation groups (what `validate` maps over); the whole plan is XCom `planned`."""
-            source, target = connection_ids(params)
-            planned = steps.plan(source, target, inventory, params, run_id, dag.dag_id)
+            source, target = endpoints(params)
+            planned = tasks.plan(source, target, inventory, params, run_id, dag.dag_id)
             groups = planned.pop("validation")
-            ti.xcom_push(key=steps.PLANNED_KEY, value=planned)
+            ti.xcom_push(key=tasks.PLANNED_KEY, value=planned)
             return groups
 
         @task.branch(retries=0)
@@ -130,21 +125,21 @@ def build_migration_dag(
             """One cut for every unit: an exported snapshot (replicate: the new slot's snapshot)."""
             if repl.is_replicate(params):
                 return repl.start_replication_snapshot(params, run_id)
-            source, target = connection_ids(params)
-            return steps.take_snapshot(source, target, params, run_id)
+            source, target = endpoints(params)
+            return tasks.take_snapshot(source, target, params, run_id)
 
-        @task(pool=POOL)
+        @task(pool=run_order.POOL)
         def pre_data(planned: dict, params=None, run_id=None):
             """Every table defined; returns the plan's data units, which `migrate_unit` maps over."""
             run_worker(params, run_id, "pre-data")
             return planned["units"]
 
-        @task(pool=POOL, map_index_template="{{ unit_label }}")
+        @task(pool=run_order.POOL, map_index_template="{{ unit_label }}")
         def migrate_unit(unit: dict, params=None, run_id=None):
             get_current_context()["unit_label"] = unit["label"]
             run_worker(params, run_id, "data", unit["unit_id"])
 
-        @task(pool=POOL)
+        @task(pool=run_order.POOL)
         def large_objects(params=None, run_id=None):
             run_worker(params, run_id, "large-objects")
 
@@ -152,9 +147,9 @@ def build_migration_dag(
         def release_snapshot(params=None, run_id=None):
             """The data is copied: stop holding back VACUUM on the source (checksums keep it until validated)."""
             if params["validation"] != "checksums":
-                steps.release_snapshot(params, run_id)
+                tasks.release_snapshot(params, run_id)
 
-        @task(pool=POOL)
+        @task(pool=run_order.POOL)
         def post_data(params=None, run_id=None):
             run_worker(params, run_id, "post-data")
 
@@ -174,11 +169,11 @@ def build_migration_dag(
             """The holder task (started, not awaited) exported the snapshot: found through the target."""
             return ecs.wait_for_snapshot(params, run_id, dag.dag_id)
 
-        @task(pool=POOL, trigger_rule=TriggerRule.ALL_DONE, retries=1, map_index_template="{{ group_label }}")
+        @task(pool=run_order.POOL, trigger_rule=TriggerRule.ALL_DONE, retries=1, map_index_template="{{ group_label }}")
         def validate(group: dict, params=None, run_id=None):
             """One validation group (plan): its schemas one after another, each recorded on its own."""
             get_current_context()["group_label"] = group["label"]
-            steps.validate_group(params, run_id, group)
+            tasks.validate_group(params, run_id, group)
 
         @task(retries=1)
         def subscribe(params=None, run_id=None):
@@ -196,23 +191,23 @@ def build_migration_dag(
 
         @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
         def report(params=None, run_id=None, dag=None, ti=None):
-            return steps.report(params, run_id, dag.dag_id, ti)
+            return tasks.report(params, run_id, dag.dag_id, ti)
 
         @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
         def cleanup(params=None, run_id=None, dag=None):
             """Release the snapshot and the target's guard, whatever happened."""
-            return steps.cleanup(params, run_id, dag.dag_id)
+            return tasks.cleanup(params, run_id, dag.dag_id)
 
         @task(trigger_rule=TriggerRule.ALL_DONE, retries=0)
         def verdict(summary: dict | None = None, cleaned: dict | None = None):
             """Fails the run if the report says so, or if the cleanup task failed (nothing returned)."""
-            steps.verdict(summary, cleaned)
+            tasks.verdict(summary, cleaned)
 
         inventory = discover()
         findings = preflight(inventory)
         replication_ok = check_replication(inventory)
         groups = plan(inventory, findings)
-        planned = groups[steps.PLANNED_KEY]
+        planned = groups[tasks.PLANNED_KEY]
         runner = choose_runner()
         held = snapshot()
         pre = pre_data(planned)
@@ -262,15 +257,15 @@ def build_migration_dag(
 # that one; the dag-processor (no context) builds both.
 _parsing_for = get_parsing_context().dag_id
 
-if _parsing_for in (None, "pg_migration"):
-    pg_migration = build_migration_dag("pg_migration")
+if _parsing_for in (None, run_order.RUN_DAG_ID):
+    pg_migration = build_migration_dag(run_order.RUN_DAG_ID)
 
 # The weekend rehearsal: the same DAG, every Saturday 01:00 ($PG_MIGRATION_REHEARSAL_CRON/_TZ), against
 # the rehearsal target. Deployed paused: with catchup=False, unpausing starts the last missed Saturday
 # at once, so unpausing is a decision (docs/operations.md, "Running a rehearsal").
-if _parsing_for in (None, rehearsal.REHEARSAL_DAG_ID):
+if _parsing_for in (None, run_order.REHEARSAL_DAG_ID):
     pg_migration_rehearsal = build_migration_dag(
-        rehearsal.REHEARSAL_DAG_ID,
+        run_order.REHEARSAL_DAG_ID,
         schedule=rehearsal.rehearsal_timetable(),
         target_conn_id=rehearsal.REHEARSAL_TARGET_CONN_ID,
         doc_md=rehearsal.DOC,

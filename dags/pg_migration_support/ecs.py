@@ -14,7 +14,7 @@ task definition of ``include/aws/pg-migration.yaml``. What travels where:
   servers/users its plain environment names are the ones the Airflow connections name.
 
 Settings (DAG params that default to null, resolved at run time, in a task, from the Airflow worker's
-environment; see :data:`SETTINGS` and ``include/aws/README.md``):
+environment; see :data:`pg_migration_support.params.SETTINGS` and ``include/aws/README.md``):
 
 =================================== ========================= ===========================================
 param                               environment variable      default
@@ -55,21 +55,22 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from airflow.providers.amazon.aws.hooks.ecs import EcsHook
+from airflow.providers.amazon.aws.hooks.logs import AwsLogsHook
 from airflow.providers.amazon.aws.operators.ecs import EcsRunTaskOperator
 from airflow.providers.amazon.aws.utils.identifiers import generate_uuid
 from airflow.providers.common.compat.sdk import AirflowException, AirflowSkipException
-from airflow.sdk import Param
 
+from include.pg_migration import run_order, state
 from include.pg_migration import snapshot as snap
-from include.pg_migration import state
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import ConfigError, MigrationError, SnapshotLost
 from include.pg_migration.runner import worker_env
+from pg_migration_support import connections
+from pg_migration_support.params import SETTINGS
 
 log = logging.getLogger("airflow.task")
 
-ENV_PREFIX = "PG_MIGRATION_ECS_"
-SECTION = "ECS runner (runner: ecs)"
 #: The worker's exit codes (include/pg_migration/worker.py) and what they mean.
 EXIT_CODES = {1: "the unit failed", 2: "configuration error", 3: "the run's snapshot is gone"}
 #: ECS caps a RunTask's overrides at 8 KiB.
@@ -81,66 +82,6 @@ SECRET_NAMES = {"source": "PGMIG_SOURCE_PASSWORD", "target": "PGMIG_TARGET_PASSW
 
 
 # -- settings ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Setting:
-    name: str  # EcsSettings field; param "ecs_<name>"; env PG_MIGRATION_ECS_<NAME>
-    default: Any
-    kind: str  # "string" | "list" | "int"
-    title: str
-    description: str
-    required: bool = False
-
-    @property
-    def param(self) -> str:
-        return f"ecs_{self.name}"
-
-    @property
-    def env(self) -> str:
-        return ENV_PREFIX + self.name.upper()
-
-
-SETTINGS: tuple[Setting, ...] = (
-    Setting("aws_conn_id", "aws_default", "string", "AWS connection", "Airflow connection id for AWS."),
-    Setting("region", None, "string", "AWS region", "Empty: the AWS connection's region."),
-    Setting("cluster", None, "string", "ECS cluster", "Cluster name or ARN (stack output).", required=True),
-    Setting(
-        "task_definition",
-        None,
-        "string",
-        "Task definition",
-        "Family, family:revision or ARN of the worker's task definition (stack output).",
-        required=True,
-    ),
-    Setting("container", "pg-migration-worker", "string", "Container name", "The worker's container."),
-    Setting("subnets", None, "list", "Subnets", "Private subnets that reach source and target.", required=True),
-    Setting("security_groups", None, "list", "Security groups", "Empty: the VPC's default security group."),
-    Setting("assign_public_ip", "DISABLED", "string", "Assign public IP", "ENABLED or DISABLED."),
-    Setting("log_group", "/ecs/pg-migration-worker", "string", "CloudWatch log group", "The awslogs group."),
-    Setting("log_stream_prefix", "pg-migration", "string", "Log stream prefix", "The awslogs stream prefix."),
-    Setting("poll_seconds", 10, "int", "Poll interval (s)", "How often a waiting task asks ECS (DescribeTasks)."),
-)
-
-
-def ecs_params() -> dict[str, Param]:
-    """DAG params of the ECS runner: all null by default, resolved at run time (:func:`resolve`)."""
-    types = {"string": ["null", "string"], "list": ["null", "array"], "int": ["null", "integer"]}
-    out = {}
-    for s in SETTINGS:
-        extra: dict[str, Any] = {"items": {"type": "string", "minLength": 1}} if s.kind == "list" else {}
-        if s.kind == "int":
-            extra["minimum"] = 0
-        default = "required" if s.required else f"default {s.default!r}" if s.default is not None else "none"
-        out[s.param] = Param(
-            None,
-            type=types[s.kind],
-            title=s.title,
-            description=f"{s.description} Empty: ${s.env} on the Airflow worker ({default}).",
-            section=SECTION,
-            **extra,
-        )
-    return out
 
 
 @dataclass(frozen=True)
@@ -260,11 +201,9 @@ def requests(
 ) -> list[dict[str, Any]]:
     """Operator arguments of ``phase`` for ``.expand_kwargs``: one per unit for ``data`` (largest
     first), none for ``snapshot`` when the run is not consistent, else one."""
-    from pg_migration_support import connection_ids
-
     if isinstance(settings, dict):
         settings = EcsSettings.from_dict(settings)
-    source, target = connection_ids(params)
+    source, target = connections.endpoints(params)
 
     def one(phase: str, unit_id: str | None = None, label: str | None = None, with_logs: bool = True):
         env = worker_env(source, target, run_id, phase, unit_id, with_passwords=False)
@@ -308,7 +247,7 @@ class FargateWorkerOperator(EcsRunTaskOperator):
     def execute(self, context):
         self._context = context
         params = context["params"]
-        if self.phase in ("pre-data", "data", "large-objects") and params.get("consistent"):
+        if run_order.needs_snapshot(self.phase, bool(params.get("consistent"))):
             # A clear error now instead of a container failing on a released snapshot.
             snap.check_alive(self._target(), context["run_id"])
         if self.phase == "snapshot" and self._run_has_a_cut(context["run_id"]):
@@ -317,19 +256,11 @@ class FargateWorkerOperator(EcsRunTaskOperator):
 
     def _run_has_a_cut(self, run_id: str) -> bool:
         """A re-run of the holder's start: the run's one cut must still be held, never replaced."""
-        target = self._target()
-        with target.connect("pg_migration snapshot-check", autocommit=True) as conn:
-            run = state.get_run(conn, run_id) if state.exists(conn) else None
-        if not run or not run.get("snapshot_id"):
+        snapshot_id = snap.reuse_cut(self._target(), run_id)
+        if snapshot_id is None:
             return False
-        try:
-            self.log.info("snapshot %s of this run is still held: no new holder", snap.check_alive(target, run_id))
-            return True
-        except MigrationError:
-            raise SnapshotLost(
-                f"this run's snapshot {run['snapshot_id']!r} is gone; taking a new one would mix two cuts "
-                "in one run. Trigger a new run with resume: true (verified tables are kept)."
-            ) from None
+        self.log.info("snapshot %s of this run is still held: no new holder", snapshot_id)
+        return True
 
     def execute_complete(self, context, event=None):
         self._context = context
@@ -405,8 +336,6 @@ class FargateWorkerOperator(EcsRunTaskOperator):
         if not (self.awslogs_group and self.awslogs_stream_prefix):
             return []
         try:
-            from airflow.providers.amazon.aws.hooks.logs import AwsLogsHook
-
             logs = AwsLogsHook(aws_conn_id=self.aws_conn_id, region_name=self.resolve_awslogs_region()).conn
             events = logs.get_log_events(
                 logGroupName=self.awslogs_group,
@@ -438,16 +367,12 @@ class FargateWorkerOperator(EcsRunTaskOperator):
         self.log.info("%s %s: done (exit 0, recorded on the target)", self.phase, self.unit_label)
 
     def _target(self) -> Endpoint:
-        from pg_migration_support import endpoint
-
-        return endpoint(self._context["params"]["target_conn_id"], "target")
+        return connections.endpoint(self._context["params"]["target_conn_id"], "target")
 
 
 def worker_task(task_id: str, *, wait: bool = True, **kwargs: Any):
     """``FargateWorkerOperator.partial(...)`` with the runner's fixed settings; expand with
     ``.expand_kwargs(requests(...)[phase])``. ``wait=False`` is the snapshot holder: started, not awaited."""
-    from pg_migration_support import POOL
-
     fixed: dict[str, Any] = {
         "launch_type": "FARGATE",
         "platform_version": "LATEST",
@@ -457,7 +382,7 @@ def worker_task(task_id: str, *, wait: bool = True, **kwargs: Any):
         "map_index_template": "{{ task.unit_label }}",
     }
     if wait:
-        fixed.update(pool=POOL, deferrable=True, wait_for_completion=True)
+        fixed.update(pool=run_order.POOL, deferrable=True, wait_for_completion=True)
     else:  # the snapshot holder: like the local `snapshot` task, no retry (a new holder = a new cut)
         fixed.update(deferrable=False, wait_for_completion=False, retries=0)
     return FargateWorkerOperator.partial(task_id=task_id, **{**fixed, **kwargs})
@@ -467,8 +392,6 @@ def worker_task(task_id: str, *, wait: bool = True, **kwargs: Any):
 
 
 def _ecs_client(settings: EcsSettings):
-    from airflow.providers.amazon.aws.hooks.ecs import EcsHook
-
     return EcsHook(aws_conn_id=settings.aws_conn_id, region_name=settings.region).conn
 
 
@@ -480,13 +403,11 @@ def holder_started_by(dag_id: str, run_id: str) -> str:
 def wait_for_snapshot(params: dict[str, Any], run_id: str, dag_id: str, timeout_s: float = HOLDER_START_TIMEOUT_S):
     """Wait until the holder task exported the run's snapshot (found through the target); fail fast
     if the holder's ECS task stopped first."""
-    from pg_migration_support import connection_ids
-
     if not params["consistent"]:
         log.info("consistent=false: every unit takes its own snapshot")
         return None
     settings = resolve(params)
-    _, target = connection_ids(params)
+    _, target = connections.endpoints(params)
     ecs = _ecs_client(settings)
     started_by = holder_started_by(dag_id, run_id)
     deadline = time.monotonic() + timeout_s

@@ -25,7 +25,7 @@ hang); ``include_deferred`` false -> **blocking** with runner ``ecs`` (deferred 
 take slots, so the pool would not cap them), a warning otherwise; slots different from the
 ``pool_size`` param -> warning (the plan's prediction assumed ``pool_size``).
 
-Wiring (DAG owner): in ``steps.preflight``, before the blocking check::
+Wiring (DAG owner): in :func:`pg_migration_support.tasks.preflight`, before the blocking check::
 
     from pg_migration_support import pool_check
     findings.append(pool_check.check(params))
@@ -40,9 +40,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib import error, parse, request
 
+from airflow.sdk import Connection
+from airflow.sdk.configuration import conf
+from airflow.sdk.execution_time import task_runner
+
+from include.pg_migration.run_order import POOL
+
 log = logging.getLogger("airflow.task")
 
-POOL = "pg_migration"
 API_CONN_ID = "pg_migration_airflow_api"
 CHECK = "pg_migration pool"
 TIMEOUT_S = 10.0
@@ -76,8 +81,6 @@ def finding(verdict: str, detail: str) -> dict[str, str]:
 def api_from_connection(conn_id: str = API_CONN_ID) -> ApiAccess | None:
     """The Airflow connection ``conn_id`` as API access, or None when it is not defined."""
     try:
-        from airflow.sdk import Connection
-
         conn = Connection.get(conn_id)
     except Exception:  # noqa: BLE001 - not defined (or no Task SDK context): fall back
         return None
@@ -106,8 +109,6 @@ def api_from_config() -> ApiAccess:
     url = os.environ.get("AIRFLOW__CORE__EXECUTION_API_SERVER_URL")
     if not url:
         try:
-            from airflow.sdk.configuration import conf
-
             url = conf.get("core", "execution_api_server_url", fallback=None)
             if not url:
                 base = conf.get("api", "base_url", fallback="/") or "/"
@@ -122,12 +123,7 @@ def api_from_config() -> ApiAccess:
 
 def in_process_test_run() -> bool:
     """True under ``airflow dags test`` / ``dag.test()``: tasks run in this process, pools are ignored."""
-    try:
-        from airflow.sdk.execution_time import task_runner
-
-        comms = getattr(task_runner, "SUPERVISOR_COMMS", None)
-    except Exception:  # noqa: BLE001
-        return False
+    comms = getattr(task_runner, "SUPERVISOR_COMMS", None)
     return comms is not None and "InProcess" in type(comms).__name__
 
 

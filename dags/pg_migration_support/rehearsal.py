@@ -1,4 +1,5 @@
-"""The weekend rehearsal's schedule and docs (the DAG itself is built in ``pg_migration_dag.py``)."""
+"""The weekend rehearsal's schedule and docs (the DAG itself is built in ``pg_migration_dag.py``; its id is
+:data:`include.pg_migration.run_order.REHEARSAL_DAG_ID`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import os
 import pendulum
 from airflow.sdk import CronTriggerTimetable
 
-REHEARSAL_DAG_ID = "pg_migration_rehearsal"
 REHEARSAL_TARGET_CONN_ID = "pg_target_rehearsal"
 DEFAULT_CRON = "0 1 * * 6"  # Saturdays 01:00
 DEFAULT_TZ = "UTC"

@@ -13,7 +13,7 @@ Holding a snapshot holds back VACUUM on the source (dead rows cannot be removed 
 open): the report shows how long it was held. Locally the holder is a detached process started by
 :func:`start_local`; on ECS it is a Fargate task of the same image. Either way, tasks find it
 through the target, and :func:`wait_for_snapshot` / :func:`include.pg_migration.state.request_release`
-are the only API.
+are the only API (:func:`reuse_cut`: a re-run of the snapshot step finds the run's cut still held, or fails).
 
 Replicate mode (the run's params say ``mode: "replicate"``): the same phase runs
 :func:`hold_replication` instead, which makes sure the run's publication exists, then opens a
@@ -281,3 +281,23 @@ def check_alive(target: Endpoint, run_id: str, stale_after_s: float = 30.0) -> s
     if row[1] is not None or row[2] is None or row[2] > stale_after_s:
         raise SnapshotLost(f"the snapshot {row[0]!r} of run {run_id!r} is no longer held")
     return row[0]
+
+
+def reuse_cut(target: Endpoint, run_id: str) -> str | None:
+    """A re-run of the snapshot step: the run's one cut, which must still be held (never replaced).
+
+    None when the run has no snapshot yet (start a holder); the snapshot id when its holder still
+    holds it; :class:`SnapshotLost` when it is gone (a new one would mix two cuts in one run).
+    """
+    with target.connect("pg_migration snapshot-check", autocommit=True) as conn:
+        run = state.get_run(conn, run_id) if state.exists(conn) else None
+    if not run or not run.get("snapshot_id"):
+        return None
+    try:
+        return check_alive(target, run_id)
+    except MigrationError:
+        raise SnapshotLost(
+            f"this run's snapshot {run['snapshot_id']!r} is gone; taking a new one would mix two cuts "
+            "in one run. Trigger a new run with resume: true (verified tables are kept)."
+        ) from None
+

@@ -37,8 +37,6 @@ except ImportError:  # pragma: no cover - depends on how Airflow was started
     sys.path.append(str(Path(__file__).resolve().parents[2]))
 
 URL_PREFIX = "/pg-migration"
-RUN_DAG_ID = "pg_migration"
-REHEARSAL_DAG_ID = "pg_migration_rehearsal"
 
 
 def external_views(base_path: str = "") -> list[dict[str, Any]]:
@@ -71,7 +69,7 @@ class LazyApp:
         if self._app is None:
             with self._lock:
                 if self._app is None:
-                    from .app import create_app
+                    from .app import create_app  # noqa: PLC0415 - the API server's security and models: on first request only
 
                     self._app = create_app()
         return self._app

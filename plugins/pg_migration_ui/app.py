@@ -25,19 +25,20 @@ from airflow.api_fastapi.auth.managers.models.base_user import BaseUser
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 from airflow.api_fastapi.common.db.common import SessionDep
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
+from airflow.models.dag import DagModel
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from . import REHEARSAL_DAG_ID, RUN_DAG_ID, data, live, page
+from include.pg_migration.run_order import REHEARSAL_DAG_ID, RUN_DAG_ID
+
+from . import data, live, page
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 
 
 def _is_authorized(user: BaseUser, dag_id: str, entity: DagAccessEntity) -> bool:
-    from airflow.models.dag import DagModel
-
     try:
         team = DagModel.get_team_name(dag_id)
     except Exception:  # noqa: BLE001 - no team information: the auth manager decides without it
@@ -64,6 +65,7 @@ def _relative_path(request: Request) -> str:
 
 
 def create_app() -> FastAPI:
+    """The app: its error handlers, the page's routes and the JSON API's."""
     app = FastAPI(
         title="pg-migration",
         description="Migration reports and live progress of the pg_migration DAGs (read-only).",
@@ -71,7 +73,13 @@ def create_app() -> FastAPI:
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
+    _add_error_handlers(app)
+    _add_page_routes(app)
+    _add_api_routes(app)
+    return app
 
+
+def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, exc: HTTPException):
         """JSON under /api/; the page sends people without a session to Airflow's login page."""
@@ -86,7 +94,9 @@ def create_app() -> FastAPI:
     async def _validation_error(request: Request, exc: RequestValidationError):
         return JSONResponse({"detail": exc.errors()}, status_code=422)
 
-    # -- the page ----------------------------------------------------------------------------------
+
+def _add_page_routes(app: FastAPI) -> None:
+    """The page (``/``), one run's page (``/run/...``) and the icon."""
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index(user: GetUserDep, session: SessionDep) -> HTMLResponse:
@@ -119,7 +129,9 @@ def create_app() -> FastAPI:
     def icon() -> Response:
         return Response((STATIC / "icon.svg").read_bytes(), media_type="image/svg+xml")
 
-    # -- JSON --------------------------------------------------------------------------------------
+
+def _add_api_routes(app: FastAPI) -> None:
+    """The JSON under ``/api/``: runs, one run's report, the overview, live progress, the trend."""
 
     @app.get("/api/runs")
     def api_runs(
@@ -173,5 +185,3 @@ def create_app() -> FastAPI:
     ) -> dict[str, Any]:
         """Per-schema seconds of the DAG's last runs (history.jsonl) and the downtime window."""
         return data.trend(dag_id, _allowed(user), limit=limit)
-
-    return app

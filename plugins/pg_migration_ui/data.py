@@ -13,8 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from include.pg_migration import report as rpt
-
-from . import REHEARSAL_DAG_ID, RUN_DAG_ID
+from include.pg_migration.run_order import REHEARSAL_DAG_ID, RUN_DAG_ID
 
 WINDOW_ENV = "PG_MIGRATION_DOWNTIME_WINDOW_H"
 DEFAULT_WINDOW_H = 24.0

@@ -1,7 +1,8 @@
 """A run in progress, read from Airflow's own task instances (never from a copy of them).
 
 :func:`progress` is pure (task instances and the plan in, progress out) so it is tested without a
-database; :func:`read` queries the metadata DB (imports Airflow lazily) and calls it.
+database; :func:`read` queries the metadata DB (imports Airflow's models inside, on the API server only)
+and calls it.
 
 The units are the ``migrate_unit`` task's map indexes (``ecs.migrate_unit`` with runner ecs; the
 branch not taken is skipped): map index ``i`` copies unit ``i`` of the ``plan`` task's XCom
@@ -86,7 +87,50 @@ def progress(
     ``plan`` task's XCom (``None`` before it ran).
     """
     now = _aware(now) or dt.datetime.now(dt.UTC)
-    plan_units = list((planned or {}).get("units") or [])
+    units = _units(tis, list((planned or {}).get("units") or []), now)
+    counts = {c: 0 for c in CATEGORIES}
+    for u in units:
+        counts[u["category"]] += 1
+
+    total = sum(u["bytes"] for u in units)
+    done = sum(u["bytes"] for u in units if u["category"] in ("done", "skipped"))
+    running_bytes = sum(u["bytes"] for u in units if u["category"] == "running")
+    starts = [_aware(u["start_date"]) for u in units if u["start_date"]]
+    data_start = min(starts) if starts else None
+    in_progress = str(run.get("state") or "").lower() in ACTIVE_RUN_STATES
+    throughput, projected, method = _projection(units, planned, now, data_start, in_progress)
+
+    run_start = _aware(run.get("start_date"))
+    projected_total = (projected - run_start).total_seconds() if projected and run_start else None
+    other, hidden = _other_tasks(tis, units, now)
+
+    return {
+        "dag_id": run.get("dag_id"),
+        "run_id": run.get("run_id"),
+        "state": run.get("state"),
+        "in_progress": in_progress,
+        "start_date": _iso(run_start),
+        "end_date": _iso(_aware(run.get("end_date"))),
+        "now": _iso(now),
+        "counts": counts,
+        "units": units,
+        "tasks": other,
+        "tasks_skipped": hidden,
+        "bytes": {"total": total, "done": done, "running": running_bytes, "remaining": total - done},
+        "throughput_bytes_s": throughput,
+        "data_started_at": _iso(data_start),
+        "projected_finish": _iso(projected),
+        "projected_method": method,
+        "projected_total_seconds": projected_total,
+        "downtime_window_h": window_h,
+        "within_window": (projected_total <= window_h * 3600) if projected_total is not None and window_h else None,
+        "pool": pool,
+        "plan_available": planned is not None,
+    }
+
+
+def _units(tis: list[dict[str, Any]], plan_units: list[dict[str, Any]], now: dt.datetime) -> list[dict[str, Any]]:
+    """One row per data unit: the plan's unit ``i`` with the state of map index ``i`` (either runner's)."""
     unit_tis: dict[int, dict[str, Any]] = {}
     for ti in tis:
         if is_unit_task(ti["task_id"]) and ti["map_index"] >= 0:
@@ -117,17 +161,20 @@ def progress(
                 "seconds": seconds,
             }
         )
-    counts = {c: 0 for c in CATEGORIES}
-    for u in units:
-        counts[u["category"]] += 1
+    return units
 
+
+def _projection(
+    units: list[dict[str, Any]],
+    planned: dict[str, Any] | None,
+    now: dt.datetime,
+    data_start: dt.datetime | None,
+    in_progress: bool,
+) -> tuple[float | None, dt.datetime | None, str | None]:
+    """Throughput so far (bytes/s), the projected finish of the data copy and how it was projected."""
     total = sum(u["bytes"] for u in units)
     done = sum(u["bytes"] for u in units if u["category"] in ("done", "skipped"))
-    running_bytes = sum(u["bytes"] for u in units if u["category"] == "running")
-    starts = [_aware(u["start_date"]) for u in units if u["start_date"]]
-    data_start = min(starts) if starts else None
     ends = [_aware(u["end_date"]) for u in units if u["end_date"]]
-    in_progress = str(run.get("state") or "").lower() in ACTIVE_RUN_STATES
     all_units_finished = bool(units) and all(u["category"] in ("done", "skipped", "failed") for u in units)
 
     throughput = None
@@ -150,10 +197,13 @@ def progress(
             if isinstance(makespan, int | float):
                 projected = (data_start or now) + dt.timedelta(seconds=makespan)
                 method = "plan (no unit finished yet)"
+    return throughput, projected, method
 
-    run_start = _aware(run.get("start_date"))
-    projected_total = (projected - run_start).total_seconds() if projected and run_start else None
 
+def _other_tasks(
+    tis: list[dict[str, Any]], units: list[dict[str, Any]], now: dt.datetime
+) -> tuple[list[dict[str, Any]], int]:
+    """The run's tasks other than the data units, in start order, and how many skipped ones were left out."""
     other = []
     hidden = 0
     for ti in sorted(tis, key=lambda t: (_aware(t.get("start_date")) or now, t["task_id"], t["map_index"])):
@@ -172,30 +222,7 @@ def progress(
                 "try_number": ti.get("try_number") or 0,
             }
         )
-
-    return {
-        "dag_id": run.get("dag_id"),
-        "run_id": run.get("run_id"),
-        "state": run.get("state"),
-        "in_progress": in_progress,
-        "start_date": _iso(run_start),
-        "end_date": _iso(_aware(run.get("end_date"))),
-        "now": _iso(now),
-        "counts": counts,
-        "units": units,
-        "tasks": other,
-        "tasks_skipped": hidden,
-        "bytes": {"total": total, "done": done, "running": running_bytes, "remaining": total - done},
-        "throughput_bytes_s": throughput,
-        "data_started_at": _iso(data_start),
-        "projected_finish": _iso(projected),
-        "projected_method": method,
-        "projected_total_seconds": projected_total,
-        "downtime_window_h": window_h,
-        "within_window": (projected_total <= window_h * 3600) if projected_total is not None and window_h else None,
-        "pool": pool,
-        "plan_available": planned is not None,
-    }
+    return other, hidden
 
 
 # -- the metadata DB ---------------------------------------------------------------------------------
@@ -203,9 +230,9 @@ def progress(
 
 def read(session, dag_id: str, run_id: str | None = None, window_h: float | None = None) -> dict[str, Any] | None:
     """Progress of ``run_id`` (default: the DAG's run in progress, else its newest run); None if no run."""
-    from airflow.models.dagrun import DagRun
-    from airflow.models.taskinstance import TaskInstance
-    from sqlalchemy import select
+    from airflow.models.dagrun import DagRun  # noqa: PLC0415 - the ORM: API server only (progress() needs none)
+    from airflow.models.taskinstance import TaskInstance  # noqa: PLC0415 - the ORM: API server only (progress() needs none)
+    from sqlalchemy import select  # noqa: PLC0415 - with the ORM models above
 
     query = select(DagRun).where(DagRun.dag_id == dag_id)
     if run_id is not None:
@@ -257,8 +284,8 @@ def _value(state: Any) -> str | None:
 
 
 def _plan_xcom(session, dag_id: str, run_id: str) -> dict[str, Any] | None:
-    from airflow.models.xcom import XComModel
-    from sqlalchemy import select
+    from airflow.models.xcom import XComModel  # noqa: PLC0415 - the ORM: API server only (progress() needs none)
+    from sqlalchemy import select  # noqa: PLC0415 - with the ORM models above
 
     rows = {
         row.key: row
@@ -282,9 +309,9 @@ def _plan_xcom(session, dag_id: str, run_id: str) -> dict[str, Any] | None:
 
 def _pool(session, name: str) -> dict[str, Any] | None:
     """The pool's slots and who holds them (all DAGs: the pool is shared by runs and rehearsals)."""
-    from airflow.models.pool import Pool
-    from airflow.models.taskinstance import TaskInstance
-    from sqlalchemy import func, select
+    from airflow.models.pool import Pool  # noqa: PLC0415 - the ORM: API server only (progress() needs none)
+    from airflow.models.taskinstance import TaskInstance  # noqa: PLC0415 - the ORM: API server only (progress() needs none)
+    from sqlalchemy import func, select  # noqa: PLC0415 - with the ORM models above
 
     pool = session.scalars(select(Pool).where(Pool.pool == name)).first()
     if pool is None:

@@ -10,6 +10,8 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
+from include.pg_migration.run_order import REHEARSAL_DAG_ID, RUN_DAG_ID
+
 from . import URL_PREFIX, chart
 from .data import count, duration, short_time, size
 
@@ -225,6 +227,21 @@ def live_section(dag_id: str, live: dict[str, Any] | None) -> str:
     )
     summary = ", ".join(f"{c[k]} {k}" for k in ORDER if c[k])
     b = live["bytes"]
+    tput = f" · throughput {escape(size(live['throughput_bytes_s']))}/s" if live.get("throughput_bytes_s") else ""
+    return (
+        f'<section data-section="live" data-dag="{escape(dag_id)}" data-run-id="{escape(live["run_id"])}">'
+        f"<h3>{escape(title)}</h3>{head}"
+        f'<div class="bar-outer" title="{escape(summary)}">{bar}</div>'
+        f'<p class="small">{len(units)} units: {escape(summary)} · {escape(size(b["done"]))} of '
+        f'{escape(size(b["total"]))} (plan) copied{tput}{_pool_text(live)}</p><p class="small">{_finish_text(live)}</p>'
+        f"{_tasks_line(live)}"
+        f"<details{' open' if live['in_progress'] else ''}><summary>units</summary>{_units_table(units)}</details>"
+        "</section>"
+    )
+
+
+def _finish_text(live: dict[str, Any]) -> str:
+    """The projected (or actual) end of the data copy and its share of the downtime window."""
     proj = ""
     if live.get("projected_finish"):
         if live["projected_method"] == "finished":
@@ -241,14 +258,21 @@ def live_section(dag_id: str, live: dict[str, Any] | None) -> str:
                 f" · run at {escape(duration(live['projected_total_seconds']))} = {escape(pct)} of the "
                 f"{live['downtime_window_h']:g} h window"
             )
-    tput = f" · throughput {escape(size(live['throughput_bytes_s']))}/s" if live.get("throughput_bytes_s") else ""
+    return proj
+
+
+def _pool_text(live: dict[str, Any]) -> str:
     pool = live.get("pool")
-    pool_txt = (
+    return (
         f" · pool <code>{escape(pool['name'])}</code>: {pool['running']}/{pool['slots']} slots busy, "
         f"{pool['waiting'] + pool['queued']} waiting"
         if pool
         else ""
     )
+
+
+def _units_table(units: list[dict[str, Any]]) -> str:
+    """The data units, running first, then retrying, failed, waiting, pending, done, skipped."""
     rows = []
     order = {"running": 0, "retrying": 1, "failed": 2, "waiting": 3, "pending": 4, "done": 5, "skipped": 6}
     for u in sorted(units, key=lambda u: (order[u["category"]], u["map_index"])):
@@ -260,19 +284,10 @@ def live_section(dag_id: str, live: dict[str, Any] | None) -> str:
             f'<td class="num">{u["try_number"]}</td><td class="num">{escape(size(u["bytes"]))}</td>'
             f'<td class="num">{escape(duration(u["seconds"]))}</td></tr>'
         )
-    table = (
+    return (
         '<table class="units"><tr><th>unit</th><th>state</th><th>try</th><th>plan bytes</th><th>elapsed</th></tr>'
         + "".join(rows)
         + "</table>"
-    )
-    return (
-        f'<section data-section="live" data-dag="{escape(dag_id)}" data-run-id="{escape(live["run_id"])}">'
-        f"<h3>{escape(title)}</h3>{head}"
-        f'<div class="bar-outer" title="{escape(summary)}">{bar}</div>'
-        f'<p class="small">{len(units)} units: {escape(summary)} · {escape(size(b["done"]))} of '
-        f'{escape(size(b["total"]))} (plan) copied{tput}{pool_txt}</p><p class="small">{proj}</p>'
-        f"{_tasks_line(live)}"
-        f"<details{' open' if live['in_progress'] else ''}><summary>units</summary>{table}</details></section>"
     )
 
 
@@ -335,8 +350,6 @@ def runs_section(runs: list[dict[str, Any]], limit: int = 30) -> str:
 def overview_page(
     overview: dict[str, Any], lives: dict[str, dict[str, Any] | None], trend: dict[str, Any], user: str | None
 ) -> str:
-    from . import REHEARSAL_DAG_ID, RUN_DAG_ID
-
     in_progress = any(v and v.get("in_progress") for v in lives.values())
     warnings = "".join(f'<p class="warn">{escape(w)}</p>' for w in overview["warnings"])
     header = (

@@ -30,8 +30,9 @@ def dag():
 
 @pytest.mark.parametrize("task_id", ECS_TASKS)
 def test_ecs_tasks_are_deferrable_fargate_tasks_in_the_pool(dag, task_id):
-    from pg_migration_support import POOL
     from pg_migration_support.ecs import FargateWorkerOperator
+
+    from include.pg_migration.run_order import POOL
 
     mapped = dag.get_task(task_id)
     kw = mapped.partial_kwargs

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 from tests.conftest import REPO
 
@@ -36,21 +37,27 @@ PARSE = textwrap.dedent("""
 """)
 
 
-@functools.cache
-def parse_dags() -> dict:
+def dagbag_env(dags: Path, pythonpath: str) -> dict[str, str]:
+    """The environment of a parse: no metadata DB or PostgreSQL reachable, no example DAGs, a scratch home."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env.update(
         {
-            # As Airflow itself does: the dags folder (and the repo root, for include/) on sys.path.
-            "PYTHONPATH": f"{REPO}:{DAGS}",
+            "PYTHONPATH": pythonpath,
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql://nobody:x@127.0.0.1:1/unreachable",
             "AIRFLOW_CONN_PG_SOURCE": "postgresql://nobody:x@127.0.0.1:1/unreachable",
             "AIRFLOW_CONN_PG_TARGET": "postgresql://nobody:x@127.0.0.1:1/unreachable",
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
             "AIRFLOW_HOME": "/tmp/pg-migration-dagbag-test",
         }
     )
+    return env
+
+
+@functools.cache
+def parse_dags() -> dict:
+    # As Airflow itself does: the dags folder (and the repo root, for include/) on sys.path.
+    env = dagbag_env(DAGS, f"{REPO}:{DAGS}")
     proc = subprocess.run(
         [sys.executable, "-c", PARSE, str(DAGS)], env=env, capture_output=True, text=True, timeout=300
     )

@@ -15,15 +15,15 @@ if str(REPO / "dags") not in sys.path:
 
 
 def test_a_group_validates_every_schema_in_order():
-    from pg_migration_support import steps
+    from pg_migration_support import tasks
 
     seen = []
-    results = steps.validate_each(["sales", "hr"], lambda s: seen.append(s) or {"schema": s, "ok": True})
+    results = tasks.validate_each(["sales", "hr"], lambda s: seen.append(s) or {"schema": s, "ok": True})
     assert seen == ["sales", "hr"] and [r["schema"] for r in results] == ["sales", "hr"]
 
 
 def test_a_failing_schema_does_not_stop_the_others_and_is_named():
-    from pg_migration_support import steps
+    from pg_migration_support import tasks
 
     seen = []
 
@@ -34,7 +34,7 @@ def test_a_failing_schema_does_not_stop_the_others_and_is_named():
         return {"schema": schema, "ok": False, "mismatches": 3}  # a mismatch is recorded, not raised
 
     with pytest.raises(MigrationError) as failed:
-        steps.validate_each(["crm", "hr", "ref", "util"], validate_one)
+        tasks.validate_each(["crm", "hr", "ref", "util"], validate_one)
     assert seen == ["crm", "hr", "ref", "util"]
     assert str(failed.value) == (
         "validation failed for 2 of 4 schema(s): crm: cannot connect while validating crm; "

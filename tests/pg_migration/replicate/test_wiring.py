@@ -1,5 +1,5 @@
 """The replicate task bodies in the order ``pg_migration`` must wire them (see
-dags/pg_migration_support/replication.py), driven without a scheduler: connections resolved by a stub."""
+dags/pg_migration_support/replicate_tasks.py), driven without a scheduler: connections resolved by a stub."""
 
 from __future__ import annotations
 
@@ -18,12 +18,11 @@ sys.path.insert(0, str(REPO / "dags"))
 
 @pytest.fixture
 def glue(rpair, monkeypatch):
-    import pg_migration_support
-    from pg_migration_support import replication, steps
+    from pg_migration_support import connections, replicate_tasks, tasks
 
     ends = {"pg_source": rpair.source, "pg_target": rpair.target, "pg_replication": publisher(rpair)}
-    monkeypatch.setattr(pg_migration_support, "endpoint", lambda conn_id, label: ends[conn_id])
-    return steps, replication
+    monkeypatch.setattr(connections, "endpoint", lambda conn_id, label: ends[conn_id])
+    return tasks, replicate_tasks  # unpacked below as (steps, replication)
 
 
 def _params(**overrides):

@@ -1,7 +1,7 @@
-"""Airflow glue of replicate mode: task bodies for ``pg_migration`` (mode ``replicate``),
-``pg_migration_cutover`` and ``pg_migration_abort``. The logic is in
+"""Task bodies of replicate mode: ``pg_migration`` (mode ``replicate``), ``pg_migration_cutover`` and
+``pg_migration_abort``. Airflow in (params, run id, connections), one library call out: the logic is in
 :mod:`include.pg_migration.replicate` and :mod:`include.pg_migration.cutover`; this module turns
-params and connections into its calls.
+params and connections into its calls. The DAGs' params are in :mod:`pg_migration_support.params`.
 
 In ``pg_migration`` (wired by its DAG file; every function is a no-op returning ``None`` in
 ``mode: "snapshot"`` unless said otherwise):
@@ -24,8 +24,8 @@ In ``pg_migration`` (wired by its DAG file; every function is a no-op returning 
 =============================== ============================================================
 
 Secrets: the subscription's connection string (with the password of ``subscription_conn_id``)
-is built in :func:`include.pg_migration.replicate.subscription.subscription_conninfo` and goes only
-into the ``CREATE SUBSCRIPTION`` statement; nothing returned here (XCom) or logged carries it.
+is built in :func:`include.pg_migration.replicate.subscription.subscription_conninfo` and goes only into the
+``CREATE SUBSCRIPTION`` statement; nothing returned here (XCom) or logged carries it.
 """
 
 from __future__ import annotations
@@ -35,9 +35,8 @@ import logging
 from typing import Any
 
 import psycopg
-from airflow.sdk import Param
 
-from include.pg_migration import cutover, state
+from include.pg_migration import cutover, run_order, state
 from include.pg_migration import report as rpt
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.cutover import report as cutover_rpt
@@ -45,137 +44,29 @@ from include.pg_migration.cutover.verify import copy_verified
 from include.pg_migration.errors import MigrationError
 from include.pg_migration.plan import validation_groups
 from include.pg_migration.replicate import checks, lag, publication, records, subscription, teardown
-from include.pg_migration.run_order import MODES
-from pg_migration_support import connection_params
+from pg_migration_support import connections, tasks
 
 log = logging.getLogger("airflow.task")
-
-CUTOVER_DAG_ID = "pg_migration_cutover"
-ABORT_DAG_ID = "pg_migration_abort"
-
-
-# -- params -------------------------------------------------------------------------------------------
-
-
-def replication_params() -> dict[str, Param]:
-    """Params ``pg_migration`` needs for replicate mode (merge into its params)."""
-    return {
-        "mode": Param(
-            "snapshot",
-            type="string",
-            enum=list(MODES),
-            title="Mode",
-            description="snapshot: copy one consistent cut (downtime = the whole run). replicate: copy from a "
-            "logical replication slot's snapshot, then stream every later change into the target until "
-            "pg_migration_cutover (downtime = the cut-over) or pg_migration_abort. Needs wal_level=logical "
-            "and REPLICATION on the source, PostgreSQL 16+ (or Aurora) on the target.",
-        ),
-        "replica_identity_full": Param(
-            False,
-            type="boolean",
-            title="Allow REPLICA IDENTITY FULL",
-            description="replicate: tables without a primary key get REPLICA IDENTITY FULL on the source (restored "
-            "after the cut-over or abort); otherwise the plan fails naming them (their UPDATE/DELETE would "
-            "fail on the source once published).",
-        ),
-        "subscription_conn_id": Param(
-            "",
-            type="string",
-            title="Subscription's source connection",
-            description="replicate: Airflow connection the TARGET server uses to reach the source (host as seen "
-            "from the target; a role with REPLICATION and a password). Empty: the source connection.",
-        ),
-        "catchup_timeout_s": Param(
-            300,
-            type="integer",
-            minimum=0,
-            title="Catch-up wait (s)",
-            description="replicate: how long the run waits for the target to catch up after subscribing "
-            "(the replication goes on either way; the report shows the lag).",
-        ),
-    }
-
-
-def cutover_params() -> dict[str, Param]:
-    return {
-        **connection_params(),
-        "validation": Param(
-            "counts",
-            type="string",
-            enum=["counts", "checksums"],
-            title="Validation",
-            description="counts: exact per-table row counts (ONLY); checksums: also content.",
-        ),
-        "read_only_source": Param(
-            False,
-            type="boolean",
-            title="Make the source read-only",
-            description="Set default_transaction_read_only on the source database and end "
-            "its client sessions before checking that writes stopped (reset by abort or a "
-            "failed cut-over; kept after a successful one).",
-        ),
-        "replicate_run_id": Param(
-            "",
-            type="string",
-            title="Replicate run",
-            description="The pg_migration run whose replication to cut over. Empty: the "
-            "one streaming into the target (recorded there).",
-        ),
-        "quiet_seconds": Param(
-            10,
-            type="number",
-            minimum=0.5,
-            title="Quiet window (s)",
-            description="No transaction of the source database may commit for this long.",
-        ),
-        "writes_timeout_s": Param(300, type="integer", minimum=1, title="Writes-stopped timeout (s)"),
-        "lag_timeout_s": Param(1800, type="integer", minimum=1, title="Catch-up timeout (s)"),
-    }
-
-
-def abort_params() -> dict[str, Param]:
-    return {
-        **connection_params(),
-        "replicate_run_id": Param(
-            "",
-            type="string",
-            title="Replicate run",
-            description="The pg_migration run whose replication to drop. Empty: every "
-            "replication recorded as live on the target.",
-        ),
-    }
 
 
 # -- helpers ------------------------------------------------------------------------------------------
 
 
-def _endpoints(params: dict[str, Any]) -> tuple[Endpoint, Endpoint]:
-    from pg_migration_support import connection_ids
-
-    return connection_ids(params)
-
-
 def _source_or_none(params: dict[str, Any]) -> Endpoint | None:
-    from pg_migration_support import endpoint
-
     try:
-        return endpoint(params["source_conn_id"], "source")
+        return connections.endpoint(params["source_conn_id"], "source")
     except MigrationError as exc:
         log.error("source: %s", exc)
         return None
 
 
 def _target(params: dict[str, Any]) -> Endpoint:
-    from pg_migration_support import endpoint
-
-    return endpoint(params["target_conn_id"], "target")
+    return connections.endpoint(params["target_conn_id"], "target")
 
 
 def _publisher(params: dict[str, Any], source: Endpoint) -> Endpoint:
-    from pg_migration_support import endpoint
-
     conn_id = params.get("subscription_conn_id") or ""
-    return endpoint(conn_id, "subscription source") if conn_id else source
+    return connections.endpoint(conn_id, "subscription source") if conn_id else source
 
 
 def is_replicate(params: dict[str, Any]) -> bool:
@@ -206,7 +97,7 @@ def _failed_tasks(ti, dag_id: str, run_id: str) -> list[str]:
 
 def check_replication(params: dict[str, Any], inventory: dict[str, Any], run_id: str | None = None) -> list:
     """Every mode: no live replication into the target; replicate: source safety and rights. Raises PlanError."""
-    source, target = _endpoints(params)
+    source, target = connections.endpoints(params)
     schemas = [s["name"] for s in (inventory or {}).get("schemas", [])]
     findings = checks.check(source if is_replicate(params) else None, target, schemas, dict(params), run_id)
     _log_findings(findings)
@@ -218,7 +109,7 @@ def prepare_replication(params: dict[str, Any], run_id: str) -> dict[str, Any] |
     """Register the run's replication and create its publication (before the slot holder starts)."""
     if not _active(params):
         return None
-    source, target = _endpoints(params)
+    source, target = connections.endpoints(params)
     records.register_from_run(target, run_id, source)
     result = publication.prepare_publication(source, target, run_id)
     log.info("publication %s ready (%d tables)", result["publication"], result["tables"])
@@ -227,13 +118,11 @@ def prepare_replication(params: dict[str, Any], run_id: str) -> dict[str, Any] |
 
 def start_replication_snapshot(params: dict[str, Any], run_id: str) -> str | None:
     """Replicate mode's ``snapshot`` task: publication, then the slot holder (local process); its snapshot id."""
-    from pg_migration_support import steps
-
     if not _active(params):
         return None
     prepare_replication(params, run_id)
-    source, target = _endpoints(params)
-    snapshot_id = steps.take_snapshot(source, target, params, run_id)  # the holder sees mode replicate
+    source, target = connections.endpoints(params)
+    snapshot_id = tasks.take_snapshot(source, target, params, run_id)  # the holder sees mode replicate
     with target.connect("pg_migration snapshot", autocommit=True) as conn:
         rep = records.get(conn, run_id)
     log.info(
@@ -250,7 +139,7 @@ def subscribe(params: dict[str, Any], run_id: str) -> dict[str, Any] | None:
     """After validation: subscribe the target to the slot, only if the copy is verified."""
     if not _active(params):
         return None
-    source, target = _endpoints(params)
+    source, target = connections.endpoints(params)
     state.request_release(target, run_id)  # validation (checksums) may have kept it until now
     problems = copy_verified(target, source, run_id)
     if problems:
@@ -266,7 +155,7 @@ def report_lag(params: dict[str, Any], run_id: str) -> dict[str, Any] | None:
     """Wait (``catchup_timeout_s``) for the target to catch up; log and record lag and retained WAL."""
     if not _active(params):
         return None
-    source, target = _endpoints(params)
+    source, target = connections.endpoints(params)
     status = lag.wait_caught_up(
         source, target, run_id, timeout_s=float(params.get("catchup_timeout_s", 300)), logger=log
     )
@@ -308,8 +197,8 @@ def cleanup_replication(params: dict[str, Any], run_id: str) -> dict[str, Any] |
 # -- pg_migration_cutover ----------------------------------------------------------------------------------
 
 
-def cutover_begin(params: dict[str, Any], run_id: str, dag_id: str = CUTOVER_DAG_ID) -> dict[str, Any]:
-    source, target = _endpoints(params)
+def cutover_begin(params: dict[str, Any], run_id: str, dag_id: str = run_order.CUTOVER_DAG_ID) -> dict[str, Any]:
+    source, target = connections.endpoints(params)
     return cutover.begin(
         source,
         target,
@@ -322,17 +211,19 @@ def cutover_begin(params: dict[str, Any], run_id: str, dag_id: str = CUTOVER_DAG
 
 
 def cutover_stop_writes(params: dict[str, Any], run_id: str) -> dict[str, Any]:
-    source, target = _endpoints(params)
-    return cutover.stop_writes(source, target, run_id, timeout_s=float(params["writes_timeout_s"]), logger=log)
+    source, target = connections.endpoints(params)
+    return cutover.stop_writes(
+        source, target, run_id, timeout_s=float(params["writes_timeout_s"]), logger=log
+    )
 
 
 def cutover_catch_up(params: dict[str, Any], run_id: str) -> dict[str, Any]:
-    source, target = _endpoints(params)
+    source, target = connections.endpoints(params)
     return cutover.catch_up(source, target, run_id, timeout_s=float(params["lag_timeout_s"]), logger=log)
 
 
 def cutover_confirm_quiet(params: dict[str, Any], run_id: str) -> dict[str, Any]:
-    source, target = _endpoints(params)
+    source, target = connections.endpoints(params)
     return cutover.confirm_quiet(
         source,
         target,
@@ -345,23 +236,23 @@ def cutover_confirm_quiet(params: dict[str, Any], run_id: str) -> dict[str, Any]
 
 
 def cutover_sequences(params: dict[str, Any], run_id: str) -> int:
-    source, target = _endpoints(params)
+    source, target = connections.endpoints(params)
     return len(cutover.sequences(source, target, run_id))
 
 
 def cutover_large_objects(params: dict[str, Any], run_id: str) -> dict[str, Any]:
-    source, target = _endpoints(params)
+    source, target = connections.endpoints(params)
     result = cutover.large_objects(source, target, run_id)
     return {"checked": result["checked"], "copied": len(result["copied"]), "unlinked": len(result["unlinked"])}
 
 
 def cutover_matviews(params: dict[str, Any], run_id: str) -> list[str]:
-    source, target = _endpoints(params)
+    source, target = connections.endpoints(params)
     return cutover.matviews(source, target, run_id)
 
 
 def cutover_validate(params: dict[str, Any], run_id: str, schema: str) -> dict[str, Any]:
-    source, target = _endpoints(params)
+    source, target = connections.endpoints(params)
     return cutover.validate(source, target, run_id, schema, params["validation"])
 
 
@@ -386,13 +277,11 @@ def cutover_validation_groups(params: dict[str, Any], begun: dict[str, Any]) -> 
 def cutover_validate_group(params: dict[str, Any], run_id: str, group: dict[str, Any]) -> list[dict[str, Any]]:
     """A validation group's schemas one after another (:func:`cutover_validate` each); fails after
     trying all of them if any could not be validated, naming them."""
-    from pg_migration_support.steps import validate_each
-
-    return validate_each(group["schemas"], lambda schema: cutover_validate(params, run_id, schema))
+    return tasks.validate_each(group["schemas"], lambda schema: cutover_validate(params, run_id, schema))
 
 
 def cutover_finish(params: dict[str, Any], run_id: str) -> dict[str, Any]:
-    source, target = _endpoints(params)
+    source, target = connections.endpoints(params)
     result = cutover.finish(source, target, run_id, logger=log)
     if not result["validated"]:
         raise MigrationError(
@@ -431,9 +320,13 @@ def cutover_release(params: dict[str, Any], run_id: str) -> None:
 
 
 def abort(params: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """Drop subscription, slot and publication; restore replica identity; source writable again.
+    Raises naming what could not be undone (the report task then says the abort did not finish)."""
     target = _target(params)
     source = _source_or_none(params)
     result = teardown.abort(source, target, params.get("replicate_run_id") or None, logger=log)
+    if result["errors"]:
+        raise MigrationError("abort incomplete: " + "; ".join(result["errors"]))
     return {
         "aborted": result["aborted"],
         "errors": result["errors"],

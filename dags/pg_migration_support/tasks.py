@@ -1,34 +1,39 @@
-"""Task bodies of the migration DAGs: Airflow in (params, run id, connections), library calls out.
+"""The ``pg_migration`` DAG's task bodies (and its rehearsal's): Airflow in, one library call out.
+
+Each function here is what one task of ``dags/pg_migration_dag.py`` does, in the DAG's order: it
+takes what Airflow hands the task (params, run id, the task instance for XComs, connection ids
+turned into endpoints by :mod:`pg_migration_support.connections`), calls the library
+(``include/pg_migration``) that does the work, and logs the result. No migration logic lives here:
+which phases need the run's snapshot, and that a re-run of the snapshot step reuses the cut, are
+the library's (:func:`include.pg_migration.run_order.needs_snapshot`,
+:func:`include.pg_migration.snapshot.reuse_cut`), shared with the ECS runner (:mod:`.ecs`).
 
 Every task process parses the DAG file and so imports this module: library modules that only one
-task needs (pre-flight, history, validation) are imported inside that task's function.
+task needs (pre-flight, history, validation) and the Amazon provider (runner ``ecs`` only) are
+imported inside that task's function.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from include.pg_migration import pipeline, state
+from include.pg_migration import pipeline, run_order, state
 from include.pg_migration import report as rpt
 from include.pg_migration import snapshot as snap
-from include.pg_migration.errors import MigrationError, PlanError, SnapshotLost
+from include.pg_migration.errors import MigrationError, PlanError
 from include.pg_migration.plan import validation_groups
 from include.pg_migration.runner import local_env, run_local, worker_env
+from pg_migration_support import connections, pool_check
 
 log = logging.getLogger("airflow.task")
 
 #: The ``plan`` task's XCom with the whole plan (``plan``, ``units``, ``schemas``); its return value is
 #: the validation groups, which ``validate`` maps over (Airflow maps only over a return value).
 PLANNED_KEY = "planned"
-
-
-def _endpoints(params: dict[str, Any]):
-    from pg_migration_support import connection_ids
-
-    return connection_ids(params)
 
 
 # -- discover / preflight / plan ----------------------------------------------------------------
@@ -44,12 +49,11 @@ def discover(source, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def preflight(source, target, inventory: dict[str, Any], params: dict[str, Any], ti=None) -> list[dict[str, Any]]:
-    from include.pg_migration import preflight as pf
-    from pg_migration_support import pool_check
+    from include.pg_migration import preflight as pf  # noqa: PLC0415 - only this task runs the pre-flight
 
     findings = pf.run(source, target, inventory, params)
     if params.get("runner") == "ecs":
-        from pg_migration_support import ecs
+        from pg_migration_support import ecs  # noqa: PLC0415 - the Amazon provider (boto3) only with runner ecs
 
         findings = ecs.adjust_local_findings(findings) + ecs.preflight(source, target, params)
     findings.append(pool_check.check(params))
@@ -68,7 +72,7 @@ def preflight(source, target, inventory: dict[str, Any], params: dict[str, Any],
 
 
 def plan(source, target, inventory: dict[str, Any], params: dict[str, Any], run_id: str, dag_id: str) -> dict[str, Any]:
-    from include.pg_migration import history
+    from include.pg_migration import history  # noqa: PLC0415 - earlier runs' throughput: the plan and report tasks only
 
     split = params.get("split_mb")
     the_plan = pipeline.make_plan(inventory, params["pool_size"], split * 1024 * 1024 if split else None)
@@ -104,17 +108,9 @@ def take_snapshot(source, target, params: dict[str, Any], run_id: str) -> str | 
         log.info("consistent=false: every unit takes its own snapshot")
         return None
     previous = None
-    with target.connect(autocommit=True) as conn:
-        run = state.get_run(conn, run_id)
-    if run and run["snapshot_id"]:
-        # A re-run of this task: the run's one cut must still be held, never silently replaced.
-        try:
-            return snap.check_alive(target, run_id)
-        except MigrationError:
-            raise SnapshotLost(
-                f"this run's snapshot {run['snapshot_id']!r} is gone; taking a new one would mix two cuts "
-                "in one run. Trigger a new run with resume: true (verified tables are kept)."
-            ) from None
+    held = snap.reuse_cut(target, run_id)  # a re-run of this task: the run's one cut, never replaced
+    if held is not None:
+        return held
     env = local_env(worker_env(source, target, run_id, "snapshot"))
     log_file = Path(tempfile.gettempdir()) / "pg_migration" / rpt.safe(run_id) / "snapshot.log"
     pid = snap.start_local(env, log_file)
@@ -130,7 +126,7 @@ def take_snapshot(source, target, params: dict[str, Any], run_id: str) -> str | 
 
 
 def release_snapshot(params: dict[str, Any], run_id: str) -> None:
-    _, target = _endpoints(params)
+    _, target = connections.endpoints(params)
     if state.request_release(target, run_id):
         log.info("snapshot released")
 
@@ -139,10 +135,10 @@ def release_snapshot(params: dict[str, Any], run_id: str) -> None:
 
 
 def run_worker(params: dict[str, Any], run_id: str, phase: str, unit_id: str | None = None) -> None:
-    source, target = _endpoints(params)
+    source, target = connections.endpoints(params)
     if params["runner"] != "local":
         raise MigrationError(f"runner {params['runner']!r} runs through its own operator, not run_worker")
-    if phase in ("pre-data", "data", "large-objects") and params["consistent"]:
+    if run_order.needs_snapshot(phase, params["consistent"]):
         snap.check_alive(target, run_id)  # a clear error instead of a silent new snapshot
     label = unit_id or phase
     run_local(worker_env(source, target, run_id, phase, unit_id), logger=log, label=label)
@@ -152,9 +148,9 @@ def run_worker(params: dict[str, Any], run_id: str, phase: str, unit_id: str | N
 
 
 def validate(params: dict[str, Any], run_id: str, schema: str) -> dict[str, Any]:
-    from include.pg_migration.validate import validate_and_record
+    from include.pg_migration.validate import validate_and_record  # noqa: PLC0415 - the validate tasks only
 
-    source, target = _endpoints(params)
+    source, target = connections.endpoints(params)
     snapshot_id = None
     if params["validation"] == "checksums" and params["consistent"] and not params["validate_only"]:
         try:
@@ -198,14 +194,14 @@ def validate_each(schemas: list[str], validate_one) -> list[dict[str, Any]]:
 
 
 def report(params: dict[str, Any], run_id: str, dag_id: str, ti) -> dict[str, Any]:
-    from include.pg_migration import history
+    from include.pg_migration import history  # noqa: PLC0415 - earlier runs' history: the plan and report tasks only
 
     failed_tasks = _failed_tasks(ti, dag_id, run_id)
     inventory = ti.xcom_pull(task_ids="discover")
     findings = ti.xcom_pull(task_ids="preflight") or ti.xcom_pull(task_ids="preflight", key="findings")
     planned = (ti.xcom_pull(task_ids="plan", key=PLANNED_KEY) or {}).get("plan")
     try:
-        source, target = _endpoints(params)
+        source, target = connections.endpoints(params)
     except MigrationError as exc:
         source = target = None
         failed_tasks.append(str(exc))
@@ -242,14 +238,14 @@ def cleanup(params: dict[str, Any], run_id: str, dag_id: str | None = None) -> d
     anything else fails the task, and the verdict fails the run on it (the guard may still be held).
     """
     try:
-        _, target = _endpoints(params)
+        _, target = connections.endpoints(params)
     except MigrationError as exc:
         log.warning("cleanup: %s", exc)
         return {"released": False, "warning": str(exc)}
     try:
         state.request_release(target, run_id)
         if params.get("runner") == "ecs" and dag_id:
-            from pg_migration_support import ecs
+            from pg_migration_support import ecs  # noqa: PLC0415 - the Amazon provider (boto3) only with runner ecs
 
             ecs.stop_snapshot_holder(params, run_id, dag_id)
         with target.connect(autocommit=True) as conn:
@@ -263,8 +259,6 @@ def cleanup(params: dict[str, Any], run_id: str, dag_id: str | None = None) -> d
 
 
 def _now():
-    import datetime as dt
-
     return dt.datetime.now(dt.UTC)
 
 
