@@ -67,7 +67,9 @@ def test_every_step_names_a_library_function(step):
     assert set(step.modes) <= set(run_order.MODES)
 
 
-TABLE_ROW = re.compile(r"^\|\s*`(?P<dag>[a-z_]+)`\s*\|\s*`(?P<task>[a-z_]+)`\s*\|\s*(?P<phase>[^|]*)\|\s*(?P<fn>[^|]*)\|")
+TABLE_ROW = re.compile(
+    r"^\|\s*`(?P<dag>[a-z_]+)`\s*\|\s*`(?P<task>[a-z_]+)`\s*\|\s*(?P<phase>[^|]*)\|\s*(?P<fn>[^|]*)\|"
+)
 
 
 def _doc_rows() -> list[tuple[str, str, str | None, str]]:
