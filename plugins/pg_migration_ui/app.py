@@ -29,6 +29,8 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from include.pg_migration.reports import history
+
 from . import REHEARSAL_DAG_ID, RUN_DAG_ID, data, live, page
 
 log = logging.getLogger(__name__)
@@ -109,7 +111,7 @@ def create_app() -> FastAPI:
         report = data.read(dag_id, run_id)
         if report is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no report for {dag_id} run {run_id}")
-        window, _ = data.downtime_window_hours()
+        window, _ = history.downtime_window_hours()
         progress = None
         if _is_authorized(user, dag_id, DagAccessEntity.TASK_INSTANCE):
             progress = live.read(session, dag_id, run_id, window_h=window)
@@ -158,7 +160,7 @@ def create_app() -> FastAPI:
         run_id: Annotated[str | None, Query(description="default: the run in progress, else the newest")] = None,
     ) -> dict[str, Any]:
         """Progress of a run from Airflow's task instances: units by state, bytes, projected finish."""
-        window, _ = data.downtime_window_hours()
+        window, _ = history.downtime_window_hours()
         progress = live.read(session, dag_id, run_id, window_h=window)
         if progress is None:
             which = f" with id {run_id}" if run_id else ""
