@@ -30,20 +30,19 @@ is built in :func:`include.pg_migration.replicate.subscription.subscription_conn
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from typing import Any
 
 import psycopg
 
 from include.pg_migration import cutover, run_order, state
-from include.pg_migration import report as rpt
 from include.pg_migration.conn import Endpoint
-from include.pg_migration.cutover import report as cutover_rpt
 from include.pg_migration.cutover.verify import copy_verified
 from include.pg_migration.errors import MigrationError
 from include.pg_migration.plan import validation_groups
 from include.pg_migration.replicate import checks, lag, publication, records, subscription, teardown
+from include.pg_migration.reports import assemble, markdown
+from include.pg_migration.reports import schema as rpt
 from pg_migration_support import connections, tasks
 
 log = logging.getLogger("airflow.task")
@@ -212,9 +211,7 @@ def cutover_begin(params: dict[str, Any], run_id: str, dag_id: str = run_order.C
 
 def cutover_stop_writes(params: dict[str, Any], run_id: str) -> dict[str, Any]:
     source, target = connections.endpoints(params)
-    return cutover.stop_writes(
-        source, target, run_id, timeout_s=float(params["writes_timeout_s"]), logger=log
-    )
+    return cutover.stop_writes(source, target, run_id, timeout_s=float(params["writes_timeout_s"]), logger=log)
 
 
 def cutover_catch_up(params: dict[str, Any], run_id: str) -> dict[str, Any]:
@@ -296,10 +293,10 @@ def cutover_report(params: dict[str, Any], run_id: str, dag_id: str, ti) -> dict
     failed = _failed_tasks(ti, dag_id, run_id)
     target = _target(params)
     source = _source_or_none(params)
-    data = cutover_rpt.cutover_report(source, target, run_id, dag_id, dict(params), failed)
-    folder = cutover_rpt.write_cutover_report(data)
+    data = assemble.cutover_report(source, target, run_id, dag_id, dict(params), failed)
+    folder = rpt.write(data)
     log.info("report written to %s/report.json and report.md", folder)
-    log.info("\n%s", rpt.to_markdown(data) + cutover_rpt.cutover_markdown(data))
+    log.info("\n%s", markdown.to_markdown(data))
     down = (data.get("cutover") or {}).get("downtime_seconds")
     if down is not None:
         log.info("downtime (writes stopped -> target validated): %.1f s", down)
@@ -336,31 +333,12 @@ def abort(params: dict[str, Any], run_id: str) -> dict[str, Any]:
 
 
 def abort_report(params: dict[str, Any], run_id: str, dag_id: str, ti, result: dict[str, Any] | None) -> dict:
-    failures = _failed_tasks(ti, dag_id, run_id) + list((result or {}).get("errors", []))
-    if result is None:
-        failures.append("the abort task did not finish: see its log")
+    failed = _failed_tasks(ti, dag_id, run_id)
     try:
-        target = _target(params).public()
+        target = _target(params)
     except MigrationError:
         target = None
-    source = _source_or_none(params)
-    data = {
-        "dag_id": dag_id,
-        "run_id": run_id,
-        "params": dict(params),
-        "finished_at": rpt.now(),
-        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "source": source.public() if source else None,
-        "target": target,
-        "schemas": [],
-        "abort": result or {},
-        "failures": failures,
-        "warnings": [f"dropped {d}" for d in (result or {}).get("dropped", [])],
-        "snapshot": {
-            "note": "aborted replication of run(s) " + (", ".join((result or {}).get("aborted", [])) or "none")
-        },
-    }
-    data["verdict"] = "passed" if not failures else "failed"
+    data = assemble.abort_report(_source_or_none(params), target, run_id, dag_id, dict(params), failed, result)
     folder = rpt.write(data)
     log.info("report written to %s/report.json and report.md", folder)
-    return {"verdict": data["verdict"], "report": folder, "failures": failures[:20]}
+    return {"verdict": data["verdict"], "report": folder, "failures": data["failures"][:20]}

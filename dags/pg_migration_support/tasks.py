@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from include.pg_migration import pipeline, run_order, state
-from include.pg_migration import report as rpt
 from include.pg_migration import snapshot as snap
 from include.pg_migration.errors import MigrationError, PlanError
 from include.pg_migration.plan import validation_groups
+from include.pg_migration.reports import assemble, markdown
+from include.pg_migration.reports import schema as rpt
 from include.pg_migration.runner import local_env, run_local, worker_env
 from pg_migration_support import connections, pool_check
 
@@ -72,7 +73,7 @@ def preflight(source, target, inventory: dict[str, Any], params: dict[str, Any],
 
 
 def plan(source, target, inventory: dict[str, Any], params: dict[str, Any], run_id: str, dag_id: str) -> dict[str, Any]:
-    from include.pg_migration import history  # noqa: PLC0415 - earlier runs' throughput: the plan and report tasks only
+    from include.pg_migration.reports import history  # noqa: PLC0415 - earlier runs' throughput: the plan and report tasks only
 
     split = params.get("split_mb")
     the_plan = pipeline.make_plan(inventory, params["pool_size"], split * 1024 * 1024 if split else None)
@@ -194,7 +195,7 @@ def validate_each(schemas: list[str], validate_one) -> list[dict[str, Any]]:
 
 
 def report(params: dict[str, Any], run_id: str, dag_id: str, ti) -> dict[str, Any]:
-    from include.pg_migration import history  # noqa: PLC0415 - earlier runs' history: the plan and report tasks only
+    from include.pg_migration.reports import history  # noqa: PLC0415 - earlier runs' history: the plan and report tasks only
 
     failed_tasks = _failed_tasks(ti, dag_id, run_id)
     inventory = ti.xcom_pull(task_ids="discover")
@@ -205,16 +206,14 @@ def report(params: dict[str, Any], run_id: str, dag_id: str, ti) -> dict[str, An
     except MigrationError as exc:
         source = target = None
         failed_tasks.append(str(exc))
-    data = pipeline.assemble_report(
-        source, target, dag_id, run_id, dict(params), inventory, findings, planned, failed_tasks
-    )
+    data = assemble.run_report(source, target, dag_id, run_id, dict(params), inventory, findings, planned, failed_tasks)
     try:
         data["rehearsal"] = history.compare(data)
     except Exception as exc:  # noqa: BLE001 - the report must be written anyway
         data.setdefault("warnings", []).append(f"rehearsal comparison failed: {exc}")
     folder = rpt.write(data)
     log.info("report written to %s/report.json and report.md", folder)
-    log.info("\n%s", rpt.to_markdown(data))
+    log.info("\n%s", markdown.to_markdown(data))
     return {"verdict": data["verdict"], "report": folder, "failures": data["failures"][:20]}
 
 
@@ -262,24 +261,6 @@ def _now():
     return dt.datetime.now(dt.UTC)
 
 
-#: The verdict of a DAG without a cleanup task of its own.
-NO_CLEANUP = {"released": True}
-
-
-def verdict(summary: dict[str, Any] | None, cleaned: dict[str, Any] | None = NO_CLEANUP) -> None:
-    """Fail the run if the report says it failed, or if the cleanup task failed (``cleaned`` is None)."""
-    if not summary:
-        raise MigrationError("no report was produced (the report task failed): see its log")
-    log.info("report: %s", summary["report"])
-    if summary["verdict"] not in ("passed", "planned"):
-        raise MigrationError(
-            f"migration {summary['verdict'].upper()}: "
-            + "; ".join(summary["failures"])
-            + f" (report: {summary['report']})"
-        )
-    if cleaned is None:
-        raise MigrationError(
-            f"migration {summary['verdict'].upper()}, but the cleanup task failed: this run's source snapshot "
-            "and the target's guard may still be held (see the cleanup task's log; clear it to run it again)"
-        )
-    log.info("verdict: %s", summary["verdict"].upper())
+def verdict(summary: dict[str, Any] | None, cleaned: dict[str, Any] | None = assemble.NO_CLEANUP) -> None:
+    """The ``verdict`` task: :func:`include.pg_migration.reports.assemble.verdict`, logged to the task's log."""
+    assemble.verdict(summary, cleaned, logger=log)

@@ -7,7 +7,7 @@ only wire its functions into tasks. Entry points:
 * :mod:`include.pg_migration.catalog` -- discovery of schemas and tables;
 * :mod:`include.pg_migration.plan` -- units of work;
 * :mod:`include.pg_migration.validate` -- row counts, checksums and structure comparison;
-* :mod:`include.pg_migration.report` -- the run report (``report.json`` + ``report.md``).
+* :mod:`include.pg_migration.reports` -- the run report (``report.json`` + ``report.md``), the rehearsal history.
 """
 
 STATE_SCHEMA = "_pg_migration"

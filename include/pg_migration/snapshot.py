@@ -300,4 +300,3 @@ def reuse_cut(target: Endpoint, run_id: str) -> str | None:
             f"this run's snapshot {run['snapshot_id']!r} is gone; taking a new one would mix two cuts "
             "in one run. Trigger a new run with resume: true (verified tables are kept)."
         ) from None
-

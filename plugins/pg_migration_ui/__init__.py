@@ -11,12 +11,12 @@ A FastAPI app mounted on the Airflow API server at ``/pg-migration``:
   own task instances: units running/done/failed/waiting in the pool, projected finish;
 * ``/pg-migration/api/trend``                 rehearsal durations per schema (history.jsonl) vs the window.
 
-Data comes only from the reports (:mod:`include.pg_migration.report`) and, for the live view, from
+Data comes only from the reports (:mod:`include.pg_migration.reports.schema`) and, for the live view, from
 Airflow's task instances. Everything is read-only and behind the auth manager's own checks.
 
 Modules: :mod:`.data` (reports -> page data), :mod:`.live` (task instances -> progress),
-:mod:`.chart` (inline SVG), :mod:`.page` (HTML), :mod:`.app` (routes and authorization). Only
-``app`` and ``live`` import Airflow.
+:mod:`.page` (HTML, with the inline SVG charts of :mod:`include.pg_migration.reports.chart`),
+:mod:`.app` (routes and authorization). Only ``app`` and ``live`` import Airflow.
 
 This folder holds an ``.airflowignore``: Airflow's plugin loader would otherwise import every file in
 it as a top-level module of its own.

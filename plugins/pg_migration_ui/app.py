@@ -30,6 +30,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from include.pg_migration.reports import history
 from include.pg_migration.run_order import REHEARSAL_DAG_ID, RUN_DAG_ID
 
 from . import data, live, page
@@ -119,7 +120,7 @@ def _add_page_routes(app: FastAPI) -> None:
         report = data.read(dag_id, run_id)
         if report is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no report for {dag_id} run {run_id}")
-        window, _ = data.downtime_window_hours()
+        window, _ = history.downtime_window_hours()
         progress = None
         if _is_authorized(user, dag_id, DagAccessEntity.TASK_INSTANCE):
             progress = live.read(session, dag_id, run_id, window_h=window)
@@ -170,7 +171,7 @@ def _add_api_routes(app: FastAPI) -> None:
         run_id: Annotated[str | None, Query(description="default: the run in progress, else the newest")] = None,
     ) -> dict[str, Any]:
         """Progress of a run from Airflow's task instances: units by state, bytes, projected finish."""
-        window, _ = data.downtime_window_hours()
+        window, _ = history.downtime_window_hours()
         progress = live.read(session, dag_id, run_id, window_h=window)
         if progress is None:
             which = f" with id {run_id}" if run_id else ""

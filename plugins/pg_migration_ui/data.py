@@ -1,36 +1,20 @@
 """What the page shows, computed from the run reports only (no Airflow import, no second copy).
 
-Everything here reads through :mod:`include.pg_migration.report`, which owns the report schema and
-location; ``base`` is that module's ``base`` (``None``: ``$PG_MIGRATION_REPORTS`` or the default).
+Everything here reads through :mod:`include.pg_migration.reports.schema`, which owns the report schema
+and location; ``base`` is that module's ``base`` (``None``: ``$PG_MIGRATION_REPORTS`` or the default).
+The downtime window is :func:`include.pg_migration.reports.history.downtime_window_hours`'s.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from include.pg_migration import report as rpt
+from include.pg_migration.reports import chart, history
+from include.pg_migration.reports import schema as rpt
 from include.pg_migration.run_order import REHEARSAL_DAG_ID, RUN_DAG_ID
-
-WINDOW_ENV = "PG_MIGRATION_DOWNTIME_WINDOW_H"
-DEFAULT_WINDOW_H = 24.0
-
-
-def downtime_window_hours() -> tuple[float, str | None]:
-    """The downtime window (hours) from ``$PG_MIGRATION_DOWNTIME_WINDOW_H`` and a warning if it was unusable."""
-    raw = os.environ.get(WINDOW_ENV, "").strip()
-    if not raw:
-        return DEFAULT_WINDOW_H, None
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        return DEFAULT_WINDOW_H, f"{WINDOW_ENV}={raw!r} is not a positive number of hours: using {DEFAULT_WINDOW_H:g}"
-    return value, None
 
 
 def runs(allowed: Callable[[str], bool] | None = None, base: str | None = None) -> list[dict[str, Any]]:
@@ -121,7 +105,7 @@ def run_summary(report: dict[str, Any] | None) -> dict[str, Any] | None:
 def overview(allowed: Callable[[str], bool] | None = None, base: str | None = None) -> dict[str, Any]:
     """The latest run and the latest rehearsal (per-schema rows), newest reports first."""
     summaries = runs(allowed, base)
-    window, warning = downtime_window_hours()
+    window, warning = history.downtime_window_hours()
     return {
         "run": run_summary(latest(RUN_DAG_ID, summaries, base)),
         "rehearsal": run_summary(latest(REHEARSAL_DAG_ID, summaries, base)),
@@ -149,7 +133,7 @@ def trend(
     When the rehearsal DAG has no history yet, the migration DAG's runs stand in (``fallback_from``
     says so) so the chart is never empty while any run finished.
     """
-    window, warning = downtime_window_hours()
+    window, warning = history.downtime_window_hours()
     rows_all = [r for r in rpt.history(base) if allowed is None or allowed(r["dag_id"])]
     rows = [r for r in rows_all if r["dag_id"] == dag_id]
     shown = dag_id
@@ -159,10 +143,6 @@ def trend(
         if others:
             rows, shown, fallback_from = others, RUN_DAG_ID, dag_id
     rows = sorted(rows, key=_when)[-limit:]
-    schemas: dict[str, list[float | None]] = {}
-    for i, row in enumerate(rows):
-        for name, seconds in (row.get("schemas") or {}).items():
-            schemas.setdefault(name, [None] * len(rows))[i] = seconds
     runs_out = [
         {
             "run_id": r["run_id"],
@@ -179,7 +159,7 @@ def trend(
         "fallback_from": fallback_from,
         "downtime_window_h": window,
         "runs": runs_out,
-        "schemas": dict(sorted(schemas.items())),
+        "schemas": chart.series(rows),
         "warnings": [warning] if warning else [],
     }
 

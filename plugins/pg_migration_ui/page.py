@@ -1,4 +1,5 @@
-"""The page's HTML, rendered on the server from :mod:`.data`, :mod:`.live` and :mod:`.chart`.
+"""The page's HTML, rendered on the server from :mod:`.data`, :mod:`.live` and the charts of
+:mod:`include.pg_migration.reports.chart`.
 
 No JavaScript and nothing loaded from elsewhere: while a run is in progress the page reloads itself
 every ``REFRESH_S`` seconds. Every value from a report is escaped.
@@ -10,9 +11,10 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
+from include.pg_migration.reports import chart
 from include.pg_migration.run_order import REHEARSAL_DAG_ID, RUN_DAG_ID
 
-from . import URL_PREFIX, chart
+from . import URL_PREFIX
 from .data import count, duration, short_time, size
 
 REFRESH_S = 20
@@ -45,13 +47,9 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .b-waiting{background:#9f7aea}.b-pending{background:#cbd5e0}.b-skipped{background:#a0aec0}
 .charts{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
 svg.chart{flex:1 1 520px;max-width:760px;height:auto;border:1px solid #edf2f7;border-radius:6px}
-svg .grid{stroke:#edf2f7}svg .axis{stroke:#a0aec0}svg .tick{font-size:11px;fill:#718096}
-svg .chart-title{font-size:13px;font-weight:600;fill:#2d3748}svg .legend{font-size:11px;fill:#2d3748}
-svg .empty{font-size:14px;fill:#a0aec0}svg .value{font-size:11px;fill:#2d3748}
-svg .bar.ok{fill:#48bb78}svg .bar.tight{fill:#ed8936}svg .bar.over{fill:#e53e3e}
-svg .window{stroke:#e53e3e;stroke-width:2;stroke-dasharray:6 4}
-svg .window-label{font-size:12px;fill:#c53030;font-weight:600}
-details{margin:4px 0}summary{cursor:pointer;color:#2b6cb0}
+"""
+CSS += chart.STYLE
+CSS += """details{margin:4px 0}summary{cursor:pointer;color:#2b6cb0}
 ul.plain{margin:4px 0;padding-left:18px}a{color:#2b6cb0}
 .warn{background:#fffaf0;border:1px solid #fbd38d;padding:6px 10px;border-radius:6px;margin:6px 0}
 """

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import uuid
 
-from include.pg_migration import history, pipeline
+from include.pg_migration import pipeline
 from include.pg_migration.pipeline import LocalRun
+from include.pg_migration.reports import history
 from tests.conftest import table_fingerprints
 
 FAST_RETRIES = {"PG_MIGRATION_RETRIES": "1", "PG_MIGRATION_RETRY_DELAY_S": "1"}

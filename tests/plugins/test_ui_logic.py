@@ -15,9 +15,10 @@ from tests.conftest import REPO
 
 sys.path.append(str(REPO / "plugins"))  # the package the API server imports from plugins/
 
-from pg_migration_ui import chart, data, live, page  # noqa: E402
+from pg_migration_ui import data, live, page  # noqa: E402
 
-from include.pg_migration import report as rpt  # noqa: E402
+from include.pg_migration.reports import chart, history  # noqa: E402
+from include.pg_migration.reports import schema as rpt  # noqa: E402
 
 T0 = dt.datetime(2026, 11, 28, 22, 0, tzinfo=dt.UTC)
 
@@ -65,7 +66,7 @@ def _report(dag_id: str, run_id: str, finished: dt.datetime, schemas: dict[str, 
 def reports(tmp_path, monkeypatch):
     base = str(tmp_path / "reports")
     monkeypatch.setenv("PG_MIGRATION_REPORTS", base)
-    monkeypatch.delenv(data.WINDOW_ENV, raising=False)
+    monkeypatch.delenv(history.WINDOW_ENV, raising=False)
     return base
 
 
@@ -100,7 +101,7 @@ def test_trend_orders_rehearsals_and_falls_back_to_runs(reports, monkeypatch):
 
     rpt.write(_report("pg_migration_rehearsal", "reh_2", T0 - dt.timedelta(days=1), {"sales": 35.0, "hr": 2.0}))
     rpt.write(_report("pg_migration_rehearsal", "reh_1", T0 - dt.timedelta(days=7), {"sales": 40.0}))
-    monkeypatch.setenv(data.WINDOW_ENV, "6")
+    monkeypatch.setenv(history.WINDOW_ENV, "6")
     tr = data.trend()
     assert tr["fallback_from"] is None and tr["dag_id"] == "pg_migration_rehearsal"
     assert [r["run_id"] for r in tr["runs"]] == ["reh_1", "reh_2"]  # oldest first
@@ -108,8 +109,8 @@ def test_trend_orders_rehearsals_and_falls_back_to_runs(reports, monkeypatch):
     assert tr["downtime_window_h"] == 6.0
     assert tr["runs"][0]["window_fraction"] == pytest.approx(tr["runs"][0]["total_seconds"] / (6 * 3600))
 
-    monkeypatch.setenv(data.WINDOW_ENV, "soon")
-    assert data.downtime_window_hours()[0] == 24.0 and "not a positive number" in data.trend()["warnings"][0]
+    monkeypatch.setenv(history.WINDOW_ENV, "soon")
+    assert history.downtime_window_hours()[0] == 24.0 and "not a positive number" in data.trend()["warnings"][0]
 
 
 def _ti(task_id, map_index, state, start=None, end=None, try_number=1, label=None):

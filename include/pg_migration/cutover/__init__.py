@@ -26,7 +26,7 @@ Each function is named after its task id in the Grid view; the DAG runs them as 
 7. :func:`release`, whatever happened: the guard; a cut-over that did not finish gives the source
    back (read-only reset) and the replication keeps streaming.
 
-The cut-over's report: :mod:`include.pg_migration.cutover.report`. The replication itself:
+The cut-over's report: :func:`include.pg_migration.reports.assemble.cutover_report`. The replication itself:
 :mod:`include.pg_migration.replicate`.
 """
 
@@ -45,13 +45,14 @@ from psycopg.rows import dict_row
 
 from include.pg_migration import catalog, state
 from include.pg_migration.conn import Endpoint
-from include.pg_migration.cutover.report import cutover_report, write_cutover_report
 from include.pg_migration.errors import MigrationError
 from include.pg_migration.lobs import copy_large_object
 from include.pg_migration.replicate import records
 from include.pg_migration.replicate.lag import describe_lag, slot_status, wait_caught_up
 from include.pg_migration.replicate.publication import source_admin
 from include.pg_migration.replicate.teardown import drop_all, set_read_only
+from include.pg_migration.reports import assemble
+from include.pg_migration.reports import schema as report_schema
 from include.pg_migration.sessions import SOURCE_SETTINGS, apply_settings
 from include.pg_migration.validate import validate_and_record, validate_database
 
@@ -522,9 +523,9 @@ def run_cutover(
         failed.append(str(exc))
     finally:
         release(source, target, cutover_run_id)
-    data = cutover_report(
+    data = assemble.cutover_report(
         source, target, cutover_run_id, dag_id, {"validation": validation, "read_only_source": read_only}, failed
     )
     if write_report:
-        data["report"] = write_cutover_report(data)
+        data["report"] = report_schema.write(data)
     return data

@@ -7,9 +7,10 @@ import sys
 
 import pytest
 
-from include.pg_migration import cutover, pipeline, state
+from include.pg_migration import cutover, state
 from include.pg_migration.errors import PlanError
 from include.pg_migration.replicate import records
+from include.pg_migration.reports import assemble
 from tests.conftest import REPO, assert_equal_data
 from tests.pg_migration.replicate.conftest import Writer, load_source, publisher, run_id, source_objects
 
@@ -84,7 +85,7 @@ def test_pg_migration_replicate_wiring(rpair, glue):
         lag = replication.report_lag(params, rid)
         assert lag["caught_up"] and lag["retained_wal_bytes"] is not None
         assert replication.cleanup_replication(params, rid)["action"] == "kept"
-        data = pipeline.assemble_report(
+        data = assemble.run_report(
             source, target, "pg_migration", rid, params, inventory, findings, planned["plan"], []
         )
         steps.cleanup(params, rid, "pg_migration")

@@ -1,4 +1,4 @@
-"""The run report: one module owns its schema and where reports live.
+"""The run report's schema and where reports live: one module owns both.
 
 Location: ``$PG_MIGRATION_REPORTS`` (an fsspec URL: a local path or ``file://...`` on a laptop,
 ``s3://bucket/prefix`` on AWS with s3fs), default ``$AIRFLOW_HOME/pg_migration_reports``.
@@ -31,16 +31,18 @@ Layout::
                    "change_pct"}], "chart": "rehearsal.svg"|null}}
 
 Optional keys are additive (still version 1): readers must treat them as absent in older reports.
-``plan.schema_sizes``/``plan.forecast`` come from :func:`include.pg_migration.history.forecast`,
-``rehearsal`` from :func:`include.pg_migration.history.compare` (which also writes ``rehearsal.svg``
-next to ``report.md``).
+``plan.schema_sizes``/``plan.forecast`` come from :func:`include.pg_migration.reports.history.forecast`,
+``rehearsal`` from :func:`include.pg_migration.reports.history.compare` (which also writes ``rehearsal.svg``
+next to ``report.md``). A cut-over's report adds ``cutover``, an abort's ``abort``; every kind is
+assembled by :mod:`include.pg_migration.reports.assemble` and rendered to ``report.md`` by
+:mod:`include.pg_migration.reports.markdown`.
 
 ``history.jsonl`` (one line per run that copied data; dry runs are not recorded)::
 
     {"dag_id", "run_id", "finished_at", "verdict", "total_seconds",
      "schemas": {schema: seconds},           # a schema's wall time (its slowest unit)
      "bytes": {schema: bytes},               # since history sizes were recorded (older lines lack
-     "unit_seconds": {schema: seconds},      #   these three: history.py reads their report.json)
+     "unit_seconds": {schema: seconds},      #   these three: reports/history.py reads their report.json)
      "pool_size": int|null,
      "resume": bool}                         # a resumed run's kept tables took no time: not a throughput
 
@@ -56,6 +58,8 @@ import re
 from typing import Any
 
 import fsspec
+
+from include.pg_migration.reports.markdown import to_markdown
 
 VERSION = 1
 
@@ -157,129 +161,3 @@ def runs(base: str | None = None) -> list[dict[str, Any]]:
 
 def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-# -- markdown -------------------------------------------------------------------------------------
-
-
-def to_markdown(report: dict[str, Any]) -> str:
-    verdict = str(report.get("verdict", "?")).upper()
-    lines = [
-        f"# pg-migration report: {verdict}",
-        "",
-        f"- DAG `{report.get('dag_id')}`, run `{report.get('run_id')}`",
-        f"- started {report.get('started_at')}, finished {report.get('finished_at')}"
-        + (f", {report['total_seconds']:.0f} s" if report.get("total_seconds") else ""),
-        f"- source `{_where(report.get('source'))}` -> target `{_where(report.get('target'))}`",
-    ]
-    snap = report.get("snapshot") or {}
-    if snap:
-        lines.append(f"- snapshot: {snap.get('note', '')}")
-    failures = report.get("failures") or []
-    if failures:
-        lines += ["", "## Failures", "", *[f"- {f}" for f in failures]]
-    pre = report.get("preflight") or []
-    if pre:
-        lines += ["", "## Pre-flight", "", "| check | verdict | detail |", "|---|---|---|"]
-        lines += [f"| {c['check']} | {c['verdict']} | {_cell(c.get('detail', ''))} |" for c in pre]
-    plan = report.get("plan") or {}
-    lines += _plan_overview(plan)
-    if plan.get("units"):
-        lines += [
-            "",
-            "## Plan",
-            "",
-            f"{len(plan['units'])} unit(s), {plan.get('tables', '?')} table(s), {_mb(plan.get('bytes'))} MB"
-            + (
-                f", predicted makespan {plan['predicted_makespan_s']:.0f} s" if plan.get("predicted_makespan_s") else ""
-            ),
-            "",
-            "| unit | schema | tables | MB |",
-            "|---|---|---|---|",
-        ]
-        lines += [f"| {u['unit_id']} | {u['schema']} | {len(u['tables'])} | {_mb(u['bytes'])} |" for u in plan["units"]]
-    schemas = report.get("schemas") or []
-    if schemas:
-        lines += [
-            "",
-            "## Schemas",
-            "",
-            "| schema | status | attempts | MB | seconds | tables | mismatches |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for s in schemas:
-            lines.append(
-                f"| {s['schema']} | {s['status']} | {s.get('attempts', 0)} | {_mb(s.get('bytes'))} | "
-                f"{s.get('seconds') or 0:.1f} | {len(s.get('tables', []))} | {len(s.get('mismatches', []))} |"
-            )
-        for s in schemas:
-            lines += ["", f"### {s['schema']} ({s['status']})", ""]
-            for m in s.get("mismatches", []):
-                lines.append(f"- **{m}**")
-            for n in s.get("notes", []):
-                lines.append(f"- {n}")
-            if s.get("tables"):
-                lines += [
-                    "",
-                    "| table | source rows | target rows | source now | status | note |",
-                    "|---|---|---|---|---|---|",
-                ]
-                lines += [
-                    f"| {t['table']} | {t.get('source_rows')} | {t.get('target_rows')} | {t.get('source_rows_now')} "
-                    f"| {t['status']} | {_cell(t.get('note', ''))} |"
-                    for t in s["tables"]
-                ]
-    db = report.get("database") or {}
-    if db:
-        lines += ["", "## Database", "", f"- large objects: {db.get('large_objects')}"]
-        lines += [f"- **{m}**" for m in db.get("mismatches", [])]
-    warnings = report.get("warnings") or []
-    if warnings:
-        lines += ["", "## Warnings", "", *[f"- {w}" for w in warnings]]
-    if report.get("rehearsal"):
-        from include.pg_migration import history
-
-        lines += history.to_markdown(report["rehearsal"])
-    return "\n".join(lines) + "\n"
-
-
-def _plan_overview(plan: dict[str, Any]) -> list[str]:
-    """Schemas (sizes, tables, units) and the forecast's unit order, when the plan has them."""
-    lines: list[str] = []
-    sizes = plan.get("schema_sizes") or []
-    if sizes:
-        lines += ["", "## Schemas planned", "", "| schema | MB | tables | units |", "|---|---|---|---|"]
-        lines += [f"| {s['schema']} | {_mb(s.get('bytes'))} | {s.get('tables')} | {s.get('units')} |" for s in sizes]
-    fc = plan.get("forecast") or {}
-    if fc:
-        fits = "fits" if fc.get("fits_window") else "DOES NOT fit"
-        lines += [
-            "",
-            "## Forecast",
-            "",
-            f"Predicted makespan {fc.get('predicted_makespan_s', 0):.0f} s on {fc.get('pool_size')} slot(s) "
-            f"({fits} the {fc.get('window_h', 0):g} h window; network floor {fc.get('bandwidth_floor_s', 0):.0f} s "
-            f"at {fc.get('bandwidth_mb_s', 0):g} MB/s); basis: {fc.get('basis')}.",
-        ]
-        if fc.get("schedule"):
-            lines += ["", "| order | unit | slot | start s | end s | rate from |", "|---|---|---|---|---|---|"]
-            lines += [
-                f"| {u['order']} | {u['unit_id']} | {u['slot']} | {u['start_s']:.0f} | {u['end_s']:.0f} | "
-                f"{u.get('basis', '')} |"
-                for u in fc["schedule"]
-            ]
-    return lines
-
-
-def _where(endpoint: dict[str, Any] | None) -> str:
-    if not endpoint:
-        return "?"
-    return f"{endpoint.get('user')}@{endpoint.get('host')}:{endpoint.get('port')}/{endpoint.get('dbname')}"
-
-
-def _mb(n: Any) -> str:
-    return f"{(n or 0) / 1e6:.1f}"
-
-
-def _cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")

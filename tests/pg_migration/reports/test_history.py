@@ -1,5 +1,5 @@
 """Rehearsal history: the plan's forecast (from sizes, then from measured throughput) and the
-report's comparison with earlier rehearsals (table, window verdict, SVG chart), through report.py."""
+report's comparison with earlier rehearsals (table, window verdict, SVG chart), through reports/schema.py."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from include.pg_migration import history
-from include.pg_migration import report as rpt
+from include.pg_migration.reports import history
+from include.pg_migration.reports import schema as rpt
+from include.pg_migration.reports.markdown import to_markdown
 
 MB = 1_000_000
 DAG = "pg_migration_rehearsal"
@@ -56,7 +57,7 @@ def finished(
     dag_id: str = DAG,
     nbytes: dict[str, int] | None = None,
 ) -> dict:
-    """A finished run's report (as assemble_report makes it: units with seconds and bytes)."""
+    """A finished run's report (as assemble.run_report makes it: units with seconds and bytes)."""
     nbytes = nbytes or {u["schema"]: u["bytes"] for u in PLAN["units"]}
     return {
         "dag_id": dag_id,
@@ -192,7 +193,7 @@ def test_compare_of_a_dry_run_uses_the_predicted_makespan(tmp_path):
     cmp = history.compare(dry, str(tmp_path), chart=False)
     assert cmp["predicted"] is True and cmp["total_seconds"] == pytest.approx(10.0) and cmp["fits_window"] is True
     assert "predicted 10.0 s" in cmp["verdict"]
-    md = rpt.to_markdown({**dry, "rehearsal": cmp})
+    md = to_markdown({**dry, "rehearsal": cmp})
     assert "## Schemas planned" in md and "## Forecast" in md and "| 1 | sales | 1 | 0 | 8 | bandwidth |" in md
 
 
