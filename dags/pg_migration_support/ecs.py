@@ -60,10 +60,10 @@ from airflow.providers.amazon.aws.utils.identifiers import generate_uuid
 from airflow.providers.common.compat.sdk import AirflowException, AirflowSkipException
 from airflow.sdk import Param
 
-from include.pg_migration import snapshot as snap
 from include.pg_migration import state
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import ConfigError, MigrationError, SnapshotLost
+from include.pg_migration.phases import snapshot as snap
 from include.pg_migration.runner import worker_env
 
 log = logging.getLogger("airflow.task")

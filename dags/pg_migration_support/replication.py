@@ -38,9 +38,9 @@ from airflow.sdk import Param
 
 from include.pg_migration import replicate, state
 from include.pg_migration import report as rpt
-from include.pg_migration import snapshot as snap
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import MigrationError
+from include.pg_migration.phases import snapshot as snap
 from include.pg_migration.plan import validation_groups
 from pg_migration_support import connection_params
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from include.pg_migration import pipeline, state
 from include.pg_migration import report as rpt
-from include.pg_migration import snapshot as snap
 from include.pg_migration.errors import MigrationError, PlanError, SnapshotLost
+from include.pg_migration.phases import snapshot as snap
 from include.pg_migration.plan import validation_groups
 from include.pg_migration.runner import local_env, run_local, worker_env
 
@@ -152,7 +152,7 @@ def run_worker(params: dict[str, Any], run_id: str, phase: str, unit_id: str | N
 
 
 def validate(params: dict[str, Any], run_id: str, schema: str) -> dict[str, Any]:
-    from include.pg_migration.validate import validate_and_record
+    from include.pg_migration.phases.validate import validate_and_record
 
     source, target = _endpoints(params)
     snapshot_id = None

@@ -13,8 +13,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from include.pg_migration import catalog, plan, snapshot, state
+from include.pg_migration import catalog, plan, state
 from include.pg_migration.conn import Endpoint
+from include.pg_migration.phases import snapshot
 from include.pg_migration.runner import run_local, worker_env
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ def assemble_report(
 ) -> dict[str, Any]:
     """The run's report (schema in :mod:`include.pg_migration.report`), from the target's state."""
     from include.pg_migration import report as rpt
-    from include.pg_migration.validate import validate_database
+    from include.pg_migration.phases.validate import validate_database
 
     failures: list[str] = list(failed_tasks)
     warnings: list[str] = []

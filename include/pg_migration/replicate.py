@@ -15,7 +15,7 @@ publication    source    ``FOR TABLE ONLY`` every plain table of the plan, ``pub
                          is copied once and its changes are applied once (no DMS double-apply).
 slot           source    logical, ``pgoutput``; created on a replication connection with
                          ``CREATE_REPLICATION_SLOT ... LOGICAL pgoutput (SNAPSHOT 'export')`` by
-                         the snapshot holder (:func:`include.pg_migration.snapshot.hold_replication`)
+                         the snapshot holder (:func:`include.pg_migration.phases.snapshot.hold_replication`)
                          AFTER the publication exists, so every change after the cut is published.
 subscription   target    ``create_slot = false, copy_data = false, slot_name = <slot>``, owned by
                          the target user (Aurora master user; locally PostgreSQL 16+ and
@@ -1108,7 +1108,7 @@ def drop_all(
     Every step is attempted (best effort); ``errors`` lists those that failed (the caller raises).
     The slot's retained WAL is logged and returned before the slot goes.
     """
-    from include.pg_migration import snapshot
+    from include.pg_migration.phases import snapshot
 
     logger = logger or log
     out: dict[str, Any] = {"run_id": run_id, "dropped": [], "errors": [], "retained_wal_bytes": None}
@@ -1209,7 +1209,7 @@ def leftovers(src: psycopg.Connection, run_id: str) -> list[str]:
 
 def copy_verified(target: Endpoint, source: Endpoint, run_id: str) -> list[str]:
     """Why the run must not subscribe (empty: every unit done, every schema validated equal)."""
-    from include.pg_migration.validate import validate_database
+    from include.pg_migration.phases.validate import validate_database
 
     problems: list[str] = []
     with target.connect("pg_migration subscribe", autocommit=True) as tgt:
@@ -1527,7 +1527,7 @@ SELECT m.oid::bigint, pg_catalog.md5(pg_catalog.lo_get(m.oid)) FROM pg_catalog.p
 
 def cutover_large_objects(source: Endpoint, target: Endpoint, cutover_run_id: str) -> dict[str, Any]:
     """Large objects are not replicated: re-copy those whose content differs, unlink those gone."""
-    from include.pg_migration.lobs import copy_large_object
+    from include.pg_migration.phases.large_objects import copy_large_object
 
     with (
         source.connect("pg_migration cutover", autocommit=True) as src,
@@ -1567,7 +1567,7 @@ def cutover_validate(
     source: Endpoint, target: Endpoint, cutover_run_id: str, schema: str, mode: str = "counts"
 ) -> dict[str, Any]:
     """Validate one schema live on both sides (writes are stopped): counts, checksums, structure, sequences."""
-    from include.pg_migration.validate import validate_and_record
+    from include.pg_migration.phases.validate import validate_and_record
 
     return validate_and_record(source, target, schema, cutover_run_id, mode=mode, logger=log)
 
@@ -1576,7 +1576,7 @@ def cutover_finish(
     source: Endpoint, target: Endpoint, cutover_run_id: str, logger: logging.Logger | None = None
 ) -> dict[str, Any]:
     """Every schema validated equal: record "validated", drop subscription, slot, publication. Else keep them."""
-    from include.pg_migration.validate import validate_database
+    from include.pg_migration.phases.validate import validate_database
 
     logger = logger or log
     with target.connect("pg_migration cutover", autocommit=True) as tgt:
@@ -1925,7 +1925,8 @@ class ReplicateRun(_local_run_class()):
         self.lag: dict[str, Any] = {}
 
     def start(self) -> dict[str, Any]:
-        from include.pg_migration import pipeline, snapshot
+        from include.pg_migration import pipeline
+        from include.pg_migration.phases import snapshot
         from include.pg_migration.runner import local_env, run_local
 
         inventory = pipeline.discover(self.source, self.include, self.exclude)
@@ -1944,9 +1945,9 @@ class ReplicateRun(_local_run_class()):
         return self.plan
 
     def finish(self) -> dict[str, Any]:
-        from include.pg_migration import snapshot
+        from include.pg_migration.phases import snapshot
+        from include.pg_migration.phases.validate import validate_schema
         from include.pg_migration.runner import run_local
-        from include.pg_migration.validate import validate_schema
 
         try:
             run_local(self.env("large-objects"), label="large-objects")
@@ -1985,7 +1986,7 @@ class ReplicateRun(_local_run_class()):
             self.close()
 
     def close(self) -> None:
-        from include.pg_migration import snapshot
+        from include.pg_migration.phases import snapshot
 
         snapshot.request_release(self.target, self.run_id)
         with self.target.connect(autocommit=True) as conn:

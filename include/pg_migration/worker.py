@@ -32,8 +32,8 @@ from typing import Any
 
 from include.pg_migration import state
 from include.pg_migration.conn import Endpoint
-from include.pg_migration.copy import IndexBuilder, PsqlSource, copy_table
 from include.pg_migration.errors import ConfigError, MigrationError, SnapshotLost, UnitFailed
+from include.pg_migration.phases.data import IndexBuilder, PsqlSource, copy_table
 from include.pg_migration.sessions import end_stale_sessions, hold_unit_lock, lock_key, open_source_snapshot, tag
 
 log = logging.getLogger("pg_migration.worker")
@@ -134,11 +134,11 @@ def main() -> int:
         target = Endpoint.from_env("PGMIG_TARGET", "target")
         app = tag(run_id, phase)
         if phase == "snapshot":
-            from include.pg_migration.snapshot import DEFAULT_MAX_HOLD_S, hold
+            from include.pg_migration.phases.snapshot import DEFAULT_MAX_HOLD_S, hold
 
             hold(source, target, run_id, app, float(os.environ.get("PGMIG_MAX_HOLD_S", DEFAULT_MAX_HOLD_S)))
         elif phase == "pre-data":
-            from include.pg_migration.ddl import run_pre_data
+            from include.pg_migration.phases.pre_data import run_pre_data
 
             run_pre_data(source, target, run_id, app)
         elif phase == "data":
@@ -147,11 +147,11 @@ def main() -> int:
                 raise ConfigError("PGMIG_UNIT_ID is not set for phase data")
             run_data_unit(source, target, run_id, unit_id)
         elif phase == "large-objects":
-            from include.pg_migration.lobs import run_large_objects
+            from include.pg_migration.phases.large_objects import run_large_objects
 
             run_large_objects(source, target, run_id, app)
         else:
-            from include.pg_migration.ddl import run_post_data
+            from include.pg_migration.phases.pre_data import run_post_data
 
             run_post_data(source, target, run_id, app)
         if phase != "snapshot":

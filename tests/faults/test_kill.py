@@ -70,7 +70,8 @@ def test_kill_and_retry(seed, pg_servers, kill_source):
     try:
         if point == "pre-data":
             # stop before pre-data: start() minus pre-data, then kill the pre-data worker (pg_dump running)
-            from include.pg_migration import pipeline, snapshot
+            from include.pg_migration import pipeline
+            from include.pg_migration.phases import snapshot
 
             inventory = pipeline.discover(run.source, None, None)
             run.plan = pipeline.make_plan(inventory, run.pool_size)

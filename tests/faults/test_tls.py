@@ -9,8 +9,8 @@ import pytest
 
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import ConfigError
+from include.pg_migration.phases.validate import validate_schema
 from include.pg_migration.pipeline import discover, migrate_locally
-from include.pg_migration.validate import validate_schema
 from scripts import localpg
 from tests.conftest import Pair, _unique, assert_equal_data, create_db
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+from include.pg_migration.phases.validate import validate_schema
 from include.pg_migration.pipeline import LocalRun
-from include.pg_migration.validate import validate_schema
 from tests.conftest import assert_equal_data
 
 

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from include.pg_migration import pipeline
-from include.pg_migration.validate import validate_database, validate_schema
+from include.pg_migration.phases.validate import validate_database, validate_schema
 from scripts import localpg
 from tests.conftest import SHARED, Pair, _unique, assert_equal_data, create_db
 

@@ -264,7 +264,7 @@ def test_a_dead_holder_fails_the_units_and_the_run_leaves_nothing(rpair, tmp_pat
         with pytest.raises(MigrationError, match="snapshot"):
             run.unit(plan["units"][0]["unit_id"])
         with pytest.raises(SnapshotLost, match="holder"):  # a new holder cannot re-create the cut
-            from include.pg_migration.snapshot import hold_replication
+            from include.pg_migration.phases.snapshot import hold_replication
 
             hold_replication(p.source, p.target, rid, "test")
     finally:

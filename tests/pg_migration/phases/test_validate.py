@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from include.pg_migration import pipeline
-from include.pg_migration.validate import validate_database, validate_schema
+from include.pg_migration.phases.validate import validate_database, validate_schema
 
 
 @pytest.fixture

@@ -8,8 +8,7 @@ import uuid
 import pytest
 
 from include.pg_migration import pipeline
-from include.pg_migration.sessions import TEXT_SETTINGS, apply_settings, open_source_snapshot
-from include.pg_migration.validate import (
+from include.pg_migration.phases.validate import (
     TableCheck,
     _checksum_pair,
     checksum,
@@ -17,6 +16,7 @@ from include.pg_migration.validate import (
     row_hash,
     validate_schema,
 )
+from include.pg_migration.sessions import TEXT_SETTINGS, apply_settings, open_source_snapshot
 from scripts import localpg
 from tests.conftest import Pair, _unique, assert_equal_data, create_db
 

@@ -52,7 +52,7 @@ def _write_large_object(src: psycopg.Connection, tgt: psycopg.Connection, oid: i
 
 
 def run_large_objects(source: Endpoint, target: Endpoint, run_id: str, app: str) -> dict[str, Any]:
-    from include.pg_migration.copy import LOAD_SETTINGS
+    from include.pg_migration.phases.data import LOAD_SETTINGS
 
     started = time.monotonic()
     total = 0

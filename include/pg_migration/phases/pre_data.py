@@ -30,9 +30,9 @@ from psycopg.rows import dict_row
 
 from include.pg_migration import catalog, state
 from include.pg_migration.conn import Endpoint
-from include.pg_migration.copy import ddl_exists
 from include.pg_migration.errors import MigrationError, UnitFailed
 from include.pg_migration.pgtools import Entry, dump_schema, settings_for_target, split_entries
+from include.pg_migration.phases.data import ddl_exists
 from include.pg_migration.sessions import SOURCE_SETTINGS, apply_settings, open_source_snapshot
 
 log = logging.getLogger(__name__)
