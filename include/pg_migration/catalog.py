@@ -113,6 +113,26 @@ SELECT n.nspname AS schema, c.relname AS name, c.relispopulated AS populated
 
 LARGE_OBJECTS = "SELECT oid::bigint FROM pg_catalog.pg_largeobject_metadata ORDER BY oid"
 
+#: Roles named by grants on objects of the selected schemas.
+GRANTEES = """
+WITH acls AS (
+    SELECT nspacl AS acl FROM pg_catalog.pg_namespace WHERE nspname = ANY(%(schemas)s)
+    UNION ALL
+    SELECT c.relacl FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = ANY(%(schemas)s)
+    UNION ALL
+    SELECT p.proacl FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+     WHERE n.nspname = ANY(%(schemas)s)
+    UNION ALL
+    SELECT t.typacl FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+     WHERE n.nspname = ANY(%(schemas)s)
+)
+SELECT DISTINCT pg_catalog.pg_get_userbyid(a.grantee) AS role
+  FROM acls, LATERAL pg_catalog.aclexplode(acls.acl) a
+ WHERE acls.acl IS NOT NULL AND a.grantee <> 0
+ ORDER BY 1
+"""
+
 DATABASE_SETTINGS = """
 SELECT r.rolname AS role, s.setconfig AS settings
   FROM pg_catalog.pg_db_role_setting s

@@ -21,6 +21,7 @@ Remove it all with ``python -m include.pg_migration.state drop`` (or ``DROP SCHE
 
 from __future__ import annotations
 
+import argparse
 import json
 from typing import Any
 
@@ -30,6 +31,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from include.pg_migration import STATE_SCHEMA
+from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import GuardHeld
 
 S = sql.Identifier(STATE_SCHEMA)
@@ -306,10 +308,6 @@ def exists(conn: psycopg.Connection) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m include.pg_migration.state {drop,release-guard,show}`` against $PGMIG_TARGET_*."""
-    import argparse
-
-    from include.pg_migration.conn import Endpoint
-
     parser = argparse.ArgumentParser(prog="python -m include.pg_migration.state", description=__doc__)
     parser.add_argument("command", choices=["drop", "release-guard", "show"])
     args = parser.parse_args(argv)

@@ -1,4 +1,5 @@
-"""The snapshot holder: one consistent cut of the whole source for a whole run.
+"""The snapshot phase (the ``snapshot`` task, worker phase ``snapshot``): the holder of one consistent
+cut of the whole source for a whole run.
 
 ``pg_export_snapshot()`` is only valid while the exporting transaction stays open, but a DAG's
 tasks are separate processes (and ``airflow dags test`` runs them one at a time). So the holder is
@@ -13,6 +14,8 @@ Holding a snapshot holds back VACUUM on the source (dead rows cannot be removed 
 open): the report shows how long it was held. Locally the holder is a detached process started by
 :func:`start_local`; on ECS it is a Fargate task of the same image. Either way, tasks find it
 through the target, and :func:`wait_for_snapshot` / :func:`request_release` are the only API.
+Which phases need the snapshot held is :func:`include.pg_migration.run_order.needs_snapshot`; a re-run
+of the snapshot step reuses the run's cut or fails (:func:`reuse_cut`), never takes a second one.
 
 Replicate mode (the run's params say ``mode: "replicate"``): the same phase runs
 :func:`hold_replication` instead, which makes sure the run's publication exists, then opens a
@@ -38,7 +41,7 @@ from pathlib import Path
 
 import psycopg
 
-from include.pg_migration import state
+from include.pg_migration import replicate, state
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import MigrationError, SnapshotLost
 from include.pg_migration.sessions import SOURCE_SETTINGS, apply_settings
@@ -101,8 +104,6 @@ def hold_replication(
     source: Endpoint, target: Endpoint, run_id: str, app: str, max_hold_s: float = DEFAULT_MAX_HOLD_S
 ) -> None:
     """Replicate mode: create the run's slot exporting its snapshot, and hold that snapshot until released."""
-    from include.pg_migration import replicate
-
     try:
         with target.connect(app, autocommit=True) as tgt:
             rep = replicate.get(tgt, run_id)
@@ -247,8 +248,6 @@ def start_local(worker_env: dict[str, str], log_path: Path) -> int:
 
 def wait_for_snapshot(target: Endpoint, run_id: str, timeout_s: float = 120.0, previous: str | None = None) -> str:
     """Wait until the holder has recorded a (new) snapshot id for the run; return it."""
-    from include.pg_migration import replicate
-
     deadline = time.monotonic() + timeout_s
     with target.connect("pg_migration snapshot-wait", autocommit=True) as tgt:
         while time.monotonic() < deadline:
@@ -283,6 +282,25 @@ def check_alive(target: Endpoint, run_id: str, stale_after_s: float = 30.0) -> s
     if row[1] is not None or row[2] is None or row[2] > stale_after_s:
         raise SnapshotLost(f"the snapshot {row[0]!r} of run {run_id!r} is no longer held")
     return row[0]
+
+
+def reuse_cut(target: Endpoint, run_id: str) -> str | None:
+    """A (re-)run of the snapshot step: the run's one cut, never a second one.
+
+    None when the run has no snapshot yet (take one); its snapshot id when the holder still holds it
+    (reuse it); :class:`SnapshotLost` when it is gone (a new snapshot would mix two cuts in one run).
+    """
+    with target.connect("pg_migration snapshot-check", autocommit=True) as conn:
+        run = state.get_run(conn, run_id) if state.exists(conn) else None
+    if not run or not run.get("snapshot_id"):
+        return None
+    try:
+        return check_alive(target, run_id)
+    except MigrationError:
+        raise SnapshotLost(
+            f"this run's snapshot {run['snapshot_id']!r} is gone; taking a new one would mix two cuts "
+            "in one run. Trigger a new run with resume: true (verified tables are kept)."
+        ) from None
 
 
 def _holder_gone(where: str | None) -> bool:
