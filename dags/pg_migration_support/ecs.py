@@ -64,6 +64,7 @@ from include.pg_migration import state
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import ConfigError, MigrationError, SnapshotLost
 from include.pg_migration.phases import snapshot as snap
+from include.pg_migration.run_order import needs_snapshot
 from include.pg_migration.runner import worker_env
 
 log = logging.getLogger("airflow.task")
@@ -308,7 +309,7 @@ class FargateWorkerOperator(EcsRunTaskOperator):
     def execute(self, context):
         self._context = context
         params = context["params"]
-        if self.phase in ("pre-data", "data", "large-objects") and params.get("consistent"):
+        if needs_snapshot(self.phase, params.get("consistent")):
             # A clear error now instead of a container failing on a released snapshot.
             snap.check_alive(self._target(), context["run_id"])
         if self.phase == "snapshot" and self._run_has_a_cut(context["run_id"]):
@@ -317,19 +318,11 @@ class FargateWorkerOperator(EcsRunTaskOperator):
 
     def _run_has_a_cut(self, run_id: str) -> bool:
         """A re-run of the holder's start: the run's one cut must still be held, never replaced."""
-        target = self._target()
-        with target.connect("pg_migration snapshot-check", autocommit=True) as conn:
-            run = state.get_run(conn, run_id) if state.exists(conn) else None
-        if not run or not run.get("snapshot_id"):
+        held = snap.reuse_cut(self._target(), run_id)
+        if held is None:
             return False
-        try:
-            self.log.info("snapshot %s of this run is still held: no new holder", snap.check_alive(target, run_id))
-            return True
-        except MigrationError:
-            raise SnapshotLost(
-                f"this run's snapshot {run['snapshot_id']!r} is gone; taking a new one would mix two cuts "
-                "in one run. Trigger a new run with resume: true (verified tables are kept)."
-            ) from None
+        self.log.info("snapshot %s of this run is still held: no new holder", held)
+        return True
 
     def execute_complete(self, context, event=None):
         self._context = context

@@ -13,9 +13,10 @@ from typing import Any
 
 from include.pg_migration import pipeline, state
 from include.pg_migration import report as rpt
-from include.pg_migration.errors import MigrationError, PlanError, SnapshotLost
+from include.pg_migration.errors import MigrationError, PlanError
 from include.pg_migration.phases import snapshot as snap
 from include.pg_migration.plan import validation_groups
+from include.pg_migration.run_order import needs_snapshot
 from include.pg_migration.runner import local_env, run_local, worker_env
 
 log = logging.getLogger("airflow.task")
@@ -103,22 +104,13 @@ def take_snapshot(source, target, params: dict[str, Any], run_id: str) -> str | 
     if not params["consistent"]:
         log.info("consistent=false: every unit takes its own snapshot")
         return None
-    previous = None
-    with target.connect(autocommit=True) as conn:
-        run = state.get_run(conn, run_id)
-    if run and run["snapshot_id"]:
-        # A re-run of this task: the run's one cut must still be held, never silently replaced.
-        try:
-            return snap.check_alive(target, run_id)
-        except MigrationError:
-            raise SnapshotLost(
-                f"this run's snapshot {run['snapshot_id']!r} is gone; taking a new one would mix two cuts "
-                "in one run. Trigger a new run with resume: true (verified tables are kept)."
-            ) from None
+    held = snap.reuse_cut(target, run_id)  # a re-run of this task: the run's one cut, never a second one
+    if held is not None:
+        return held
     env = local_env(worker_env(source, target, run_id, "snapshot"))
     log_file = Path(tempfile.gettempdir()) / "pg_migration" / rpt.safe(run_id) / "snapshot.log"
     pid = snap.start_local(env, log_file)
-    snapshot_id = snap.wait_for_snapshot(target, run_id, previous=previous)
+    snapshot_id = snap.wait_for_snapshot(target, run_id)
     log.info(
         "snapshot %s exported; held by local process %d (log: %s). Holding it holds back VACUUM on "
         "the source until release_snapshot.",
@@ -142,7 +134,7 @@ def run_worker(params: dict[str, Any], run_id: str, phase: str, unit_id: str | N
     source, target = _endpoints(params)
     if params["runner"] != "local":
         raise MigrationError(f"runner {params['runner']!r} runs through its own operator, not run_worker")
-    if phase in ("pre-data", "data", "large-objects") and params["consistent"]:
+    if needs_snapshot(phase, params["consistent"]):
         snap.check_alive(target, run_id)  # a clear error instead of a silent new snapshot
     label = unit_id or phase
     run_local(worker_env(source, target, run_id, phase, unit_id), logger=log, label=label)
