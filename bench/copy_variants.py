@@ -8,7 +8,7 @@ indexes), then, per variant, in one target transaction: ``TRUNCATE``; ``COPY ...
 binary, FREEZE)`` fed by ``COPY ... TO STDOUT (FORMAT binary)`` of the source; ``COMMIT``.
 Variants:
 
-* ``psycopg_per_chunk``  -- what ``include/pg_migration/copy.py`` does: ``for chunk in out: into.write(chunk)``
+* ``psycopg_per_chunk``  -- what ``include/pg_migration/phases/data.py`` does: ``for chunk in out: into.write(chunk)``
 * ``psycopg_batched``    -- the same, but chunks gathered into >= 1 MiB before each ``write``
 * ``psycopg_queued``     -- per chunk, with psycopg's ``QueuedLibpqWriter`` (writes in a second thread)
 * ``psql_pipe``          -- ``psql -c "COPY ... TO STDOUT" | psql -1 -c TRUNCATE -c "COPY ... FROM STDIN"``:

@@ -2,7 +2,8 @@
 
     python bench/datapath.py JOBS RUN_ID   (endpoints from PGMIG_SOURCE_* / PGMIG_TARGET_*)
 
-``include.pg_migration.pipeline.LocalRun`` drives discover/plan/register, the snapshot holder and
+``include.pg_migration.harness.LocalRun`` (``pipeline.LocalRun`` before the redesign) drives
+discover/plan/register, the snapshot holder and
 pre-data; the data units run as worker processes (``run_local``), N at a time, largest first, like
 the pool; then large objects, release, post-data. No validation. The difference between this and
 the ``dag`` row's migration time is what orchestration costs; this against pgcopydb is the data path.
@@ -29,10 +30,13 @@ def main() -> int:
     # The workers' output, timestamped, on stderr (the run's datapath.log): where the time went.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     try:
-        from include.pg_migration.pipeline import LocalRun
-    except ImportError as exc:
-        print(json.dumps({"skipped": f"the code under test has no pipeline.LocalRun ({exc})"}))
-        return 0
+        from include.pg_migration.harness import LocalRun
+    except ImportError:
+        try:  # the code under test predates the redesign (--code <older commit>)
+            from include.pg_migration.pipeline import LocalRun
+        except ImportError as exc:
+            print(json.dumps({"skipped": f"the code under test has no harness.LocalRun ({exc})"}))
+            return 0
     source = Endpoint.from_env("PGMIG_SOURCE", "source")
     target = Endpoint.from_env("PGMIG_TARGET", "target")
     t0 = time.monotonic()

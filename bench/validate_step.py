@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, os.environ.get("BENCH_CODE_ROOT") or str(Path(__file__).resolve().parents[1]))
 
 from include.pg_migration.conn import Endpoint  # noqa: E402
-from include.pg_migration.validate import validate_schema  # noqa: E402
+from include.pg_migration.phases.validate import validate_schema  # noqa: E402
 
 SCHEMAS = """
 SELECT n.nspname FROM pg_catalog.pg_namespace n LEFT JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid

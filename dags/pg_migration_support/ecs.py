@@ -62,9 +62,9 @@ from airflow.providers.amazon.aws.utils.identifiers import generate_uuid
 from airflow.providers.common.compat.sdk import AirflowException, AirflowSkipException
 
 from include.pg_migration import run_order, state
-from include.pg_migration import snapshot as snap
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import ConfigError, MigrationError, SnapshotLost
+from include.pg_migration.phases import snapshot as snap
 from include.pg_migration.runner import worker_env
 from pg_migration_support import connections
 from pg_migration_support.params import SETTINGS

@@ -6,7 +6,7 @@ turned into endpoints by :mod:`pg_migration_support.connections`), calls the lib
 (``include/pg_migration``) that does the work, and logs the result. No migration logic lives here:
 which phases need the run's snapshot, and that a re-run of the snapshot step reuses the cut, are
 the library's (:func:`include.pg_migration.run_order.needs_snapshot`,
-:func:`include.pg_migration.snapshot.reuse_cut`), shared with the ECS runner (:mod:`.ecs`).
+:func:`include.pg_migration.phases.snapshot.reuse_cut`), shared with the ECS runner (:mod:`.ecs`).
 
 Every task process parses the DAG file and so imports this module: library modules that only one
 task needs (pre-flight, history, validation) and the Amazon provider (runner ``ecs`` only) are
@@ -21,10 +21,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from include.pg_migration import pipeline, run_order, state
-from include.pg_migration import snapshot as snap
+from include.pg_migration import catalog, run_order, state
 from include.pg_migration.errors import MigrationError, PlanError
-from include.pg_migration.plan import validation_groups
+from include.pg_migration.phases import snapshot as snap
+from include.pg_migration.plan import make_plan, register, validation_groups
 from include.pg_migration.reports import assemble, markdown
 from include.pg_migration.reports import schema as rpt
 from include.pg_migration.runner import local_env, run_local, worker_env
@@ -41,7 +41,7 @@ PLANNED_KEY = "planned"
 
 
 def discover(source, params: dict[str, Any]) -> dict[str, Any]:
-    inventory = pipeline.discover(source, params["schemas"], params["exclude_schemas"])
+    inventory = catalog.inventory(source, params["schemas"], params["exclude_schemas"])
     for s in inventory["schemas"]:
         log.info("schema %-30s %10.1f MB %5d table(s)", s["name"], s["bytes"] / 1e6, len(s["tables"]))
     if not inventory["schemas"]:
@@ -76,7 +76,7 @@ def plan(source, target, inventory: dict[str, Any], params: dict[str, Any], run_
     from include.pg_migration.reports import history  # noqa: PLC0415 - earlier runs' throughput: the plan and report tasks only
 
     split = params.get("split_mb")
-    the_plan = pipeline.make_plan(inventory, params["pool_size"], split * 1024 * 1024 if split else None)
+    the_plan = make_plan(inventory, params["pool_size"], split * 1024 * 1024 if split else None)
     units = the_plan["units"]
     # per-schema sizes, the unit order with predicted slots, and the makespan: from earlier runs'
     # measured throughput when there is one, else the bandwidth shared by the pool's slots
@@ -92,7 +92,7 @@ def plan(source, target, inventory: dict[str, Any], params: dict[str, Any], run_
     )
     if params["dry_run"]:
         return {"plan": the_plan, "units": [], "schemas": [], "validation": []}
-    pipeline.register(target, run_id, dag_id, dict(params), the_plan, source, consistent=params["consistent"])
+    register(target, run_id, dag_id, dict(params), the_plan, source, consistent=params["consistent"])
     units_out = [] if params["validate_only"] else the_plan["units"]
     sizes = {s["name"]: s["bytes"] for s in inventory["schemas"]}
     groups = validation_groups([(s, sizes.get(s, 0)) for s in the_plan["schemas"]], params["pool_size"])
@@ -108,14 +108,13 @@ def take_snapshot(source, target, params: dict[str, Any], run_id: str) -> str | 
     if not params["consistent"]:
         log.info("consistent=false: every unit takes its own snapshot")
         return None
-    previous = None
     held = snap.reuse_cut(target, run_id)  # a re-run of this task: the run's one cut, never replaced
     if held is not None:
         return held
     env = local_env(worker_env(source, target, run_id, "snapshot"))
     log_file = Path(tempfile.gettempdir()) / "pg_migration" / rpt.safe(run_id) / "snapshot.log"
     pid = snap.start_local(env, log_file)
-    snapshot_id = snap.wait_for_snapshot(target, run_id, previous=previous)
+    snapshot_id = snap.wait_for_snapshot(target, run_id)
     log.info(
         "snapshot %s exported; held by local process %d (log: %s). Holding it holds back VACUUM on "
         "the source until release_snapshot.",
@@ -149,7 +148,7 @@ def run_worker(params: dict[str, Any], run_id: str, phase: str, unit_id: str | N
 
 
 def validate(params: dict[str, Any], run_id: str, schema: str) -> dict[str, Any]:
-    from include.pg_migration.validate import validate_and_record  # noqa: PLC0415 - the validate tasks only
+    from include.pg_migration.phases.validate import validate_and_record  # noqa: PLC0415 - the validate tasks only
 
     source, target = connections.endpoints(params)
     snapshot_id = None

@@ -6,7 +6,7 @@ only wire its functions into tasks. Entry points:
 * :mod:`include.pg_migration.worker` -- the one process a unit of work runs (locally or on ECS);
 * :mod:`include.pg_migration.catalog` -- discovery of schemas and tables;
 * :mod:`include.pg_migration.plan` -- units of work;
-* :mod:`include.pg_migration.validate` -- row counts, checksums and structure comparison;
+* :mod:`include.pg_migration.phases.validate` -- row counts, checksums and structure comparison;
 * :mod:`include.pg_migration.reports` -- the run report (``report.json`` + ``report.md``), the rehearsal history.
 """
 

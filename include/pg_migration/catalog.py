@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 
 from include.pg_migration import STATE_SCHEMA
+from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import PlanError
 
 #: Schemas that are never migrated (system, toast, temp, our own state, extension-owned).
@@ -112,6 +113,26 @@ SELECT n.nspname AS schema, c.relname AS name, c.relispopulated AS populated
 """
 
 LARGE_OBJECTS = "SELECT oid::bigint FROM pg_catalog.pg_largeobject_metadata ORDER BY oid"
+
+#: Roles named by grants on objects of the selected schemas.
+GRANTEES = """
+WITH acls AS (
+    SELECT nspacl AS acl FROM pg_catalog.pg_namespace WHERE nspname = ANY(%(schemas)s)
+    UNION ALL
+    SELECT c.relacl FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = ANY(%(schemas)s)
+    UNION ALL
+    SELECT p.proacl FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+     WHERE n.nspname = ANY(%(schemas)s)
+    UNION ALL
+    SELECT t.typacl FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+     WHERE n.nspname = ANY(%(schemas)s)
+)
+SELECT DISTINCT pg_catalog.pg_get_userbyid(a.grantee) AS role
+  FROM acls, LATERAL pg_catalog.aclexplode(acls.acl) a
+ WHERE acls.acl IS NOT NULL AND a.grantee <> 0
+ ORDER BY 1
+"""
 
 DATABASE_SETTINGS = """
 SELECT r.rolname AS role, s.setconfig AS settings
@@ -232,3 +253,13 @@ def outside_dependencies(conn: psycopg.Connection, schemas: list[str]) -> list[d
     """Inheritance parents and FK targets that live outside the selected schemas."""
     with conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         return cur.execute(OUTSIDE_DEPENDENCIES, {"schemas": schemas}).fetchall()
+
+
+def inventory(source: Endpoint, include: list[str] | None, exclude: list[str] | None) -> dict[str, Any]:
+    """The ``discover`` task's work: the source's version, the selected schemas (sizes, tables) and
+    what they depend on outside the selection. Unknown requested schemas raise, naming them."""
+    with source.connect("pg_migration discover", autocommit=True) as conn:
+        version = server_version(conn)
+        schemas = discover(conn, include, exclude)
+        outside = outside_dependencies(conn, [s.name for s in schemas]) if schemas else []
+    return {"server_version_num": version, "schemas": [s.to_dict() for s in schemas], "outside_dependencies": outside}

@@ -22,7 +22,7 @@ from functools import cache
 from pathlib import Path
 
 from include.pg_migration.conn import Endpoint
-from include.pg_migration.errors import ConfigError, MigrationError
+from include.pg_migration.errors import ConfigError, MigrationError, SnapshotLost
 
 HEADER = re.compile(
     r"^-- (?:Data for )?Name: (?P<name>.*); Type: (?P<type>[A-Z][A-Z ]*); "
@@ -138,8 +138,6 @@ def dump_schema(
     if proc.returncode != 0:
         err = proc.stderr.strip()
         if "invalid snapshot identifier" in err or "could not import" in err:
-            from include.pg_migration.errors import SnapshotLost
-
             raise SnapshotLost(f"pg_dump cannot import the run's snapshot {snapshot!r}: {err}")
         raise MigrationError(f"pg_dump ({section}) of {source.describe()} failed: {err}")
     return proc.stdout

@@ -20,7 +20,9 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from include.pg_migration import state
 from include.pg_migration.catalog import Schema
+from include.pg_migration.conn import Endpoint
 
 MIN_UNIT_BYTES = 32 * 1024 * 1024
 
@@ -131,3 +133,42 @@ def validation_groups(
         }
         for b in bins
     ]
+
+
+def make_plan(inventory: dict[str, Any], pool_size: int, split_bytes: int | None = None) -> dict[str, Any]:
+    """The ``plan`` task's work: the inventory's schemas as units, largest first, with totals."""
+    schemas = [Schema.from_dict(s) for s in inventory["schemas"]]
+    units = plan_units(schemas, pool_size=pool_size, split_bytes=split_bytes)
+    return {
+        "schemas": [s.name for s in schemas],
+        "units": [u.to_dict() for u in units],
+        "bytes": sum(s.bytes for s in schemas),
+        "tables": sum(len(s.tables) for s in schemas),
+    }
+
+
+def register(
+    target: Endpoint,
+    run_id: str,
+    dag_id: str,
+    params: dict[str, Any],
+    the_plan: dict[str, Any],
+    source: Endpoint,
+    consistent: bool = True,
+) -> None:
+    """Create the state schema, hold the guard, store the run and its units on the target."""
+    with target.connect("pg_migration register", autocommit=True) as conn:
+        state.ensure(conn)
+        state.acquire_guard(conn, run_id, dag_id)
+        state.start_run(conn, run_id, dag_id, params, consistent)
+        state.set_run(
+            conn,
+            run_id,
+            plan=the_plan,
+            source=source.public(),
+            snapshot_id=None,
+            snapshot_released_at=None,
+            release_requested=False,
+            status="running",
+        )
+        state.save_units(conn, run_id, the_plan["units"])

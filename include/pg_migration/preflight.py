@@ -65,26 +65,6 @@ SELECT a.name, a.installed_version IS NOT NULL AS installed,
   FROM pg_catalog.pg_available_extensions a
 """
 
-#: Roles named by grants on objects of the selected schemas.
-GRANTEES = """
-WITH acls AS (
-    SELECT nspacl AS acl FROM pg_catalog.pg_namespace WHERE nspname = ANY(%(schemas)s)
-    UNION ALL
-    SELECT c.relacl FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-     WHERE n.nspname = ANY(%(schemas)s)
-    UNION ALL
-    SELECT p.proacl FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-     WHERE n.nspname = ANY(%(schemas)s)
-    UNION ALL
-    SELECT t.typacl FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
-     WHERE n.nspname = ANY(%(schemas)s)
-)
-SELECT DISTINCT pg_catalog.pg_get_userbyid(a.grantee) AS role
-  FROM acls, LATERAL pg_catalog.aclexplode(acls.acl) a
- WHERE acls.acl IS NOT NULL AND a.grantee <> 0
- ORDER BY 1
-"""
-
 #: Roles owning the selected schemas or anything in them, with how many objects each owns.
 OWNERS = """
 SELECT pg_catalog.pg_get_userbyid(owner) AS role, count(*)::int AS objects FROM (
@@ -669,7 +649,7 @@ def _extensions(src: psycopg.Connection, tgt: psycopg.Connection) -> list[dict[s
 def _roles(
     src: psycopg.Connection, tgt: psycopg.Connection, schemas: list[str], params: dict[str, Any]
 ) -> list[dict[str, str]]:
-    grantees = [r[0] for r in src.execute(GRANTEES, {"schemas": schemas})]
+    grantees = [r[0] for r in src.execute(catalog.GRANTEES, {"schemas": schemas})]
     owners = src.execute(OWNERS, {"schemas": schemas}).fetchall()
     owner_names = {o for o, _ in owners}
     have = {r[0] for r in tgt.execute("SELECT rolname FROM pg_catalog.pg_roles")}

@@ -78,12 +78,12 @@ MIGRATION: tuple[Step, ...] = (
     Step("migrate_unit", L + "phases.data:run_data_unit", phase=DATA, mapped=True),
     Step("large_objects", L + "phases.large_objects:run_large_objects", phase=LARGE_OBJECTS, beside="migrate_unit"),
     Step("post_data", L + "phases.post_data:run_post_data", phase=POST_DATA),
-    Step("release_snapshot", L + "phases.snapshot:request_release", beside="post_data"),
+    Step("release_snapshot", L + "state:request_release", beside="post_data"),
     Step("validate", L + "phases.validate:validate_and_record", mapped=True),
     Step("subscribe", L + "replicate.subscription:subscribe", modes=("replicate",)),
     Step("cleanup_replication", L + "replicate.teardown:cleanup_run", modes=("replicate",)),
     Step("report", L + "reports.assemble:run_report"),
-    Step("cleanup", L + "phases.snapshot:request_release", beside="report"),
+    Step("cleanup", L + "state:release_guard", beside="report"),
     Step("verdict", L + "reports.assemble:verdict"),
 )
 

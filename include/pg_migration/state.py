@@ -21,6 +21,7 @@ Remove it all with ``python -m include.pg_migration.state drop`` (or ``DROP SCHE
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import socket
@@ -328,7 +329,7 @@ def _holder_gone(where: str | None) -> bool:
 
 
 def request_release(target: Endpoint, run_id: str, wait_s: float = 15.0) -> bool:
-    """Ask the run's snapshot holder (:mod:`include.pg_migration.snapshot`) to end its transaction;
+    """Ask the run's snapshot holder (:mod:`include.pg_migration.phases.snapshot`) to end its transaction;
     wait until it has. True if a snapshot was released."""
     with target.connect("pg_migration snapshot-release", autocommit=True) as tgt:
         run = get_run(tgt, run_id) if exists(tgt) else None
@@ -348,7 +349,6 @@ def request_release(target: Endpoint, run_id: str, wait_s: float = 15.0) -> bool
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m include.pg_migration.state {drop,release-guard,show}`` against $PGMIG_TARGET_*."""
-    import argparse
 
     parser = argparse.ArgumentParser(prog="python -m include.pg_migration.state", description=__doc__)
     parser.add_argument("command", choices=["drop", "release-guard", "show"])

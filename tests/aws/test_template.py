@@ -109,8 +109,9 @@ def test_image_recipe_runs_the_worker_on_the_sources_postgres():
 def test_the_worker_needs_psycopg_only():
     """What the image holds (include/pg_migration, psycopg) is all the worker imports: no Airflow."""
     code = (
-        "import sys, include.pg_migration.worker, include.pg_migration.ddl, include.pg_migration.lobs, "
-        "include.pg_migration.snapshot; "
+        "import sys, include.pg_migration.worker, include.pg_migration.phases.pre_data, "
+        "include.pg_migration.phases.post_data, include.pg_migration.phases.data, "
+        "include.pg_migration.phases.large_objects, include.pg_migration.phases.snapshot; "
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('airflow', 'boto3', 'botocore', 'fsspec')); "
         "assert not bad, bad"
     )

@@ -7,10 +7,10 @@ import uuid
 import psycopg
 import pytest
 
-from include.pg_migration import pipeline, state
+from include.pg_migration import catalog, state
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import ConfigError, GuardHeld, PlanError, UnitFailed
-from include.pg_migration.pipeline import LocalRun
+from include.pg_migration.harness import LocalRun, migrate_locally
 from tests.conftest import assert_equal_data
 
 
@@ -20,13 +20,13 @@ def _run_id() -> str:
 
 def test_unknown_schema_fails_up_front_by_name(pair):
     with pytest.raises(PlanError, match="'nope'"):
-        pipeline.discover(pair.source, ["public", "nope"], None)
+        catalog.inventory(pair.source, ["public", "nope"], None)
 
 
 def test_unreachable_host_is_named(pair):
     bad = Endpoint(host="127.0.0.1", port=1, dbname="x", user="u", password="p", label="source connection 'pg_src'")
     with pytest.raises(ConfigError, match="cannot connect to source connection 'pg_src'"):
-        pipeline.discover(bad, None, None)
+        catalog.inventory(bad, None, None)
 
 
 def test_wrong_password_is_named_and_not_echoed(pair):
@@ -40,7 +40,7 @@ def test_wrong_password_is_named_and_not_echoed(pair):
         label="source connection 'pg_source'",
     )
     with pytest.raises(ConfigError) as err:
-        pipeline.discover(bad, None, None)
+        catalog.inventory(bad, None, None)
     assert "pg_source" in str(err.value) and "password authentication failed" in str(err.value)
     assert "Wr0ng-S3cret!" not in str(err.value)
 
@@ -51,7 +51,7 @@ def test_injection_schema_name_migrates_as_an_ordinary_name(pair):
         src.execute(psycopg.sql.SQL("CREATE SCHEMA {}").format(psycopg.sql.Identifier(name)))
         src.execute(psycopg.sql.SQL("CREATE TABLE {}.t AS SELECT 1 AS id").format(psycopg.sql.Identifier(name)))
         src.execute("CREATE TABLE public.survivor AS SELECT 42 AS v")
-    pipeline.migrate_locally(pair.source, pair.target, _run_id(), include=[name, "public"])
+    migrate_locally(pair.source, pair.target, _run_id(), include=[name, "public"])
     with pair.source_su() as src, pair.target_su() as tgt:
         assert_equal_data(src, tgt)
         assert tgt.execute("SELECT v FROM public.survivor").fetchone()[0] == 42

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from include.pg_migration.pipeline import LocalRun
+from include.pg_migration.harness import LocalRun
 from include.pg_migration.runner import local_env
 from include.pg_migration.sessions import tag
 from scripts import localpg
@@ -70,11 +70,13 @@ def test_kill_and_retry(seed, pg_servers, kill_source):
     try:
         if point == "pre-data":
             # stop before pre-data: start() minus pre-data, then kill the pre-data worker (pg_dump running)
-            from include.pg_migration import pipeline, snapshot
+            from include.pg_migration import catalog
+            from include.pg_migration.phases import snapshot
+            from include.pg_migration.plan import make_plan, register
 
-            inventory = pipeline.discover(run.source, None, None)
-            run.plan = pipeline.make_plan(inventory, run.pool_size)
-            pipeline.register(run.target, run.run_id, run.dag_id, run.params, run.plan, run.source, True)
+            inventory = catalog.inventory(run.source, None, None)
+            run.plan = make_plan(inventory, run.pool_size)
+            register(run.target, run.run_id, run.dag_id, run.params, run.plan, run.source, True)
             snapshot.start_local(local_env(run.env("snapshot")), run.log_dir / f"snap-{run.run_id}.log")
             snapshot.wait_for_snapshot(run.target, run.run_id)
             proc = _start(run, "pre-data")

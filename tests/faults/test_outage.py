@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from include.pg_migration.errors import MigrationError, SnapshotLost
-from include.pg_migration.pipeline import LocalRun, migrate_locally
+from include.pg_migration.harness import LocalRun, migrate_locally
 from include.pg_migration.runner import local_env
 from include.pg_migration.sessions import tag
 from scripts import localpg

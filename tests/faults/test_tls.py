@@ -7,10 +7,11 @@ import uuid
 
 import pytest
 
+from include.pg_migration.catalog import inventory
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import ConfigError
-from include.pg_migration.pipeline import discover, migrate_locally
-from include.pg_migration.validate import validate_schema
+from include.pg_migration.harness import migrate_locally
+from include.pg_migration.phases.validate import validate_schema
 from scripts import localpg
 from tests.conftest import Pair, _unique, assert_equal_data, create_db
 
@@ -49,4 +50,4 @@ def test_verify_full_with_a_ca_bundle(tls_pair):
 
     # a CA bundle that did not sign the server's certificate (the system's public CAs) is refused
     with pytest.raises(ConfigError, match="cannot connect to source"):
-        discover(_verify_full(tls_pair.source, "/etc/ssl/certs/ca-certificates.crt"), None, None)
+        inventory(_verify_full(tls_pair.source, "/etc/ssl/certs/ca-certificates.crt"), None, None)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import uuid
 
-from include.pg_migration import pipeline
-from include.pg_migration.pipeline import LocalRun
+from include.pg_migration import catalog
+from include.pg_migration.harness import LocalRun
 from include.pg_migration.reports import history
 from tests.conftest import table_fingerprints
 
@@ -84,7 +84,7 @@ def test_dry_run_plans_and_leaves_the_target_untouched(demo_pair, dag_runner):
     assert md.startswith("# pg-migration report: PLANNED") and "## Plan" in md and "## Pre-flight" in md
 
     # what the plan step merges (history.forecast) fits this real plan: order, sizes, prediction
-    inventory = pipeline.discover(demo_pair.source, None, None)
+    inventory = catalog.inventory(demo_pair.source, None, None)
     fc = history.forecast(plan, inventory, 3, 50, base=str(result.report_dir.parents[1]))
     assert [u["unit_id"] for u in fc["forecast"]["schedule"]] == [u["unit_id"] for u in units]
     assert {s["schema"] for s in fc["schema_sizes"]} >= set(plan["schemas"])

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from include.pg_migration import pipeline, preflight
+from include.pg_migration import catalog, preflight
 from include.pg_migration.conn import Endpoint
 from scripts import localpg
 from tests.conftest import create_db, endpoint
@@ -27,7 +27,7 @@ PARAMS = {"pool_size": 4, "create_roles": True, "validate_only": False, "resume"
 
 def findings(source: Endpoint, target: Endpoint, params: dict | None = None, schemas=None) -> dict[str, list]:
     """``{check: [(verdict, detail), ...]}`` as the preflight task computes them."""
-    inventory = pipeline.discover(source, schemas, None)
+    inventory = catalog.inventory(source, schemas, None)
     out: dict[str, list] = {}
     for f in preflight.run(source, target, inventory, {**PARAMS, **(params or {})}):
         out.setdefault(f["check"], []).append((f["verdict"], f["detail"]))

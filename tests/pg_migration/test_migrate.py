@@ -6,8 +6,10 @@ import uuid
 
 import pytest
 
-from include.pg_migration import pipeline
-from include.pg_migration.validate import validate_database, validate_schema
+from include.pg_migration import catalog
+from include.pg_migration.harness import migrate_locally
+from include.pg_migration.phases.validate import validate_database, validate_schema
+from include.pg_migration.plan import make_plan
 from tests.conftest import assert_equal_data
 
 
@@ -30,7 +32,7 @@ def _validate_all(pair, run_id=None, mode="counts"):
 
 def test_demo_warehouse_migrates_equal(demo_pair):
     run_id = _run_id()
-    pipeline.migrate_locally(demo_pair.source, demo_pair.target, run_id, pool_size=4)
+    migrate_locally(demo_pair.source, demo_pair.target, run_id, pool_size=4)
     with demo_pair.source_su() as src, demo_pair.target_su() as tgt:
         assert_equal_data(src, tgt)
     assert _validate_all(demo_pair, run_id, mode="checksums") == []
@@ -38,18 +40,18 @@ def test_demo_warehouse_migrates_equal(demo_pair):
 
 def test_worst_order_children_before_parents(demo_pair):
     """Units run smallest first (children and partitions before their parents' schemas)."""
-    inventory = pipeline.discover(demo_pair.source, None, None)
-    units = pipeline.make_plan(inventory, 4)["units"]
+    inventory = catalog.inventory(demo_pair.source, None, None)
+    units = make_plan(inventory, 4)["units"]
     order = [u["unit_id"] for u in sorted(units, key=lambda u: u["bytes"])]
-    pipeline.migrate_locally(demo_pair.source, demo_pair.target, _run_id(), pool_size=4, unit_order=order)
+    migrate_locally(demo_pair.source, demo_pair.target, _run_id(), pool_size=4, unit_order=order)
     with demo_pair.source_su() as src, demo_pair.target_su() as tgt:
         assert_equal_data(src, tgt)
     assert _validate_all(demo_pair) == []
 
 
 def test_rerun_over_a_migrated_target_is_idempotent(demo_pair):
-    pipeline.migrate_locally(demo_pair.source, demo_pair.target, _run_id(), pool_size=2)
-    pipeline.migrate_locally(demo_pair.source, demo_pair.target, _run_id(), pool_size=2)
+    migrate_locally(demo_pair.source, demo_pair.target, _run_id(), pool_size=2)
+    migrate_locally(demo_pair.source, demo_pair.target, _run_id(), pool_size=2)
     with demo_pair.source_su() as src, demo_pair.target_su() as tgt:
         assert_equal_data(src, tgt)
     assert _validate_all(demo_pair) == []
@@ -76,7 +78,7 @@ def test_schema_names_that_need_quoting(pair):
                 ),
                 (10 + i,),
             )
-    pipeline.migrate_locally(pair.source, pair.target, _run_id(), pool_size=2)
+    migrate_locally(pair.source, pair.target, _run_id(), pool_size=2)
     with pair.source_su() as src, pair.target_su() as tgt:
         assert_equal_data(src, tgt)
         assert tgt.execute("SELECT count(*) FROM public.keep_me").fetchone()[0] == 1
@@ -87,7 +89,7 @@ def test_unknown_schema_is_named(pair):
     from include.pg_migration.errors import PlanError
 
     with pytest.raises(PlanError, match="no_such_schema"):
-        pipeline.discover(pair.source, ["no_such_schema"], None)
+        catalog.inventory(pair.source, ["no_such_schema"], None)
 
 
 def test_latin1_source_converts_to_utf8(pg_servers):
@@ -109,7 +111,7 @@ def test_latin1_source_converts_to_utf8(pg_servers):
         with pair.source_su(client_encoding="UTF8") as src:
             src.execute("CREATE SCHEMA café; CREATE TABLE café.menu (id int PRIMARY KEY, dish text)")
             src.execute("INSERT INTO café.menu VALUES (1, 'crème brûlée'), (2, 'pâté'), (3, 'ÿ')")
-        pipeline.migrate_locally(pair.source, pair.target, _run_id())
+        migrate_locally(pair.source, pair.target, _run_id())
         with pair.target_su() as tgt:
             assert tgt.execute("SELECT dish FROM café.menu ORDER BY id").fetchall() == [
                 ("crème brûlée",),

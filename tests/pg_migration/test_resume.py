@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from include.pg_migration.pipeline import LocalRun
-from include.pg_migration.validate import validate_schema
+from include.pg_migration.harness import LocalRun
+from include.pg_migration.phases.validate import validate_schema
 from tests.conftest import assert_equal_data
 
 
@@ -22,7 +22,7 @@ def test_resume_skips_exactly_the_verified_tables(demo_pair):
     kept = {(u["schema"], t) for u in done_units for t in u["tables"]}
 
     second = f"test__{uuid.uuid4().hex[:8]}"
-    from include.pg_migration.pipeline import migrate_locally
+    from include.pg_migration.harness import migrate_locally
 
     migrate_locally(demo_pair.source, demo_pair.target, second, pool_size=4, resume=True)
     with demo_pair.target_su() as tgt:

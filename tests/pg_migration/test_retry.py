@@ -9,7 +9,7 @@ import sys
 import time
 import uuid
 
-from include.pg_migration.pipeline import LocalRun
+from include.pg_migration.harness import LocalRun
 from include.pg_migration.runner import local_env
 from include.pg_migration.sessions import tag
 from tests.conftest import assert_equal_data

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from include.pg_migration import pipeline
-from include.pg_migration.validate import validate_database, validate_schema
+from include.pg_migration.harness import migrate_locally
+from include.pg_migration.phases.validate import validate_database, validate_schema
 from scripts import localpg
 from tests.conftest import SHARED, Pair, _unique, assert_equal_data, create_db
 
@@ -26,7 +26,7 @@ def _psql(server, dbname: str, script: str) -> None:
 
 
 def _migrate_and_check(pair: Pair, schemas: list[str]) -> None:
-    pipeline.migrate_locally(pair.source, pair.target, f"test__{uuid.uuid4().hex[:8]}", pool_size=2)
+    migrate_locally(pair.source, pair.target, f"test__{uuid.uuid4().hex[:8]}", pool_size=2)
     with pair.source_su() as src, pair.target_su() as tgt:
         assert_equal_data(src, tgt)
     for schema in schemas:

@@ -1,7 +1,7 @@
 """The ``pg_migration_cutover`` DAG's steps: go live on the target a replicate run keeps in sync.
 
 Each function is named after its task id in the Grid view; the DAG runs them as tasks,
-:func:`run_cutover` chains them in one process (tests, benchmark):
+:func:`include.pg_migration.harness.run_cutover` chains them in one process (tests, benchmark):
 
 1. :func:`begin`: find the streaming replication (latest, or by run id), take the target's
    guard; optionally make the source database read-only (``default_transaction_read_only`` and its
@@ -35,7 +35,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,15 +45,13 @@ from psycopg.rows import dict_row
 from include.pg_migration import catalog, state
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import MigrationError
-from include.pg_migration.lobs import copy_large_object
+from include.pg_migration.phases.large_objects import copy_large_object
+from include.pg_migration.phases.validate import validate_and_record, validate_database
 from include.pg_migration.replicate import records
 from include.pg_migration.replicate.lag import describe_lag, slot_status, wait_caught_up
 from include.pg_migration.replicate.publication import source_admin
 from include.pg_migration.replicate.teardown import drop_all, set_read_only
-from include.pg_migration.reports import assemble
-from include.pg_migration.reports import schema as report_schema
 from include.pg_migration.sessions import SOURCE_SETTINGS, apply_settings
-from include.pg_migration.validate import validate_and_record, validate_database
 
 log = logging.getLogger(__name__)
 
@@ -471,61 +468,3 @@ def release(
                 records.update(tgt, rep["run_id"], status="streaming")
             logger.warning("cut-over not finished: replication of run %s keeps streaming", rep["run_id"])
         state.release_guard(tgt, cutover_run_id)
-
-
-def run_cutover(
-    source: Endpoint,
-    target: Endpoint,
-    cutover_run_id: str,
-    *,
-    run_id: str | None = None,
-    validation: str = "counts",
-    read_only: bool = False,
-    quiet_s: float = 10.0,
-    writes_timeout_s: float = 300.0,
-    lag_timeout_s: float = 1800.0,
-    dag_id: str = "pg_migration_cutover",
-    write_report: bool = False,
-    on_step: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Every cut-over step in this process (tests, benchmark); the DAG runs them as tasks. Returns the report."""
-    failed: list[str] = []
-    try:
-        begun = begin(source, target, cutover_run_id, dag_id=dag_id, run_id=run_id, read_only=read_only)
-        steps: list[tuple[str, Callable[[], Any]]] = [
-            ("stop_writes", lambda: stop_writes(source, target, cutover_run_id, timeout_s=writes_timeout_s)),
-            ("catch_up", lambda: catch_up(source, target, cutover_run_id, timeout_s=lag_timeout_s)),
-            (
-                "confirm_quiet",
-                lambda: confirm_quiet(
-                    source,
-                    target,
-                    cutover_run_id,
-                    quiet_s=quiet_s,
-                    timeout_s=writes_timeout_s,
-                    lag_timeout_s=lag_timeout_s,
-                ),
-            ),
-            ("sequences", lambda: sequences(source, target, cutover_run_id)),
-            ("large_objects", lambda: large_objects(source, target, cutover_run_id)),
-            ("matviews", lambda: matviews(source, target, cutover_run_id)),
-        ]
-        steps += [
-            (f"validate {s}", lambda s=s: validate(source, target, cutover_run_id, s, validation))
-            for s in begun["schemas"]
-        ]
-        steps.append(("finish", lambda: finish(source, target, cutover_run_id)))
-        for name, step in steps:
-            if on_step:
-                on_step(name)
-            step()
-    except MigrationError as exc:
-        failed.append(str(exc))
-    finally:
-        release(source, target, cutover_run_id)
-    data = assemble.cutover_report(
-        source, target, cutover_run_id, dag_id, {"validation": validation, "read_only_source": read_only}, failed
-    )
-    if write_report:
-        data["report"] = report_schema.write(data)
-    return data

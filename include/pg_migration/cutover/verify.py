@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from include.pg_migration import state
 from include.pg_migration.conn import Endpoint
-from include.pg_migration.validate import validate_database
+from include.pg_migration.phases.validate import validate_database
 
 
 def copy_verified(target: Endpoint, source: Endpoint, run_id: str) -> list[str]:

@@ -16,7 +16,7 @@ publication    source    ``FOR TABLE ONLY`` every plain table of the plan, ``pub
                          is copied once and its changes are applied once (no DMS double-apply).
 slot           source    logical, ``pgoutput``; created on a replication connection with
                          ``CREATE_REPLICATION_SLOT ... LOGICAL pgoutput (SNAPSHOT 'export')`` by
-                         the snapshot holder (:func:`include.pg_migration.snapshot.hold_replication`)
+                         the snapshot holder (:func:`include.pg_migration.phases.snapshot.hold_replication`)
                          AFTER the publication exists, so every change after the cut is published.
 subscription   target    ``create_slot = false, copy_data = false, slot_name = <slot>``, owned by
                          the target user (Aurora master user; locally PostgreSQL 16+ and

@@ -1,6 +1,6 @@
 """The run's logical replication slot on the source, created by the snapshot holder.
 
-:func:`include.pg_migration.snapshot.hold_replication` opens a replication connection
+:func:`include.pg_migration.phases.snapshot.hold_replication` opens a replication connection
 (:func:`replication_connection`) and creates the slot exporting its snapshot (:func:`create_slot`)
 AFTER the publication exists; while that waits for the transactions running on the source,
 :class:`SlotWaitWatcher` names them (log, ``detail.slot_waiting_for``) and gives up after

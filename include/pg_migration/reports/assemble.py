@@ -23,9 +23,9 @@ from typing import Any
 from include.pg_migration import state
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import MigrationError
+from include.pg_migration.phases.validate import validate_database
 from include.pg_migration.replicate import records
 from include.pg_migration.reports.schema import now
-from include.pg_migration.validate import validate_database
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 
-from include.pg_migration.harness_replicate import ReplicateRun
+from include.pg_migration.harness import ReplicateRun
 from include.pg_migration.replicate import records
 from tests.conftest import assert_equal_data
 from tests.pg_migration.replicate.conftest import Writer, load_source, publisher, run_id, source_objects

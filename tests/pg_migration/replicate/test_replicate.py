@@ -15,7 +15,7 @@ import pytest
 
 from include.pg_migration import state
 from include.pg_migration.errors import ConfigError, MigrationError, PlanError, SnapshotLost
-from include.pg_migration.harness_replicate import ReplicateRun
+from include.pg_migration.harness import ReplicateRun
 from include.pg_migration.replicate import checks, lag, records, teardown
 from include.pg_migration.runner import local_env
 from include.pg_migration.sessions import tag
@@ -265,7 +265,7 @@ def test_a_dead_holder_fails_the_units_and_the_run_leaves_nothing(rpair, tmp_pat
         with pytest.raises(MigrationError, match="snapshot"):
             run.unit(plan["units"][0]["unit_id"])
         with pytest.raises(SnapshotLost, match="holder"):  # a new holder cannot re-create the cut
-            from include.pg_migration.snapshot import hold_replication
+            from include.pg_migration.phases.snapshot import hold_replication
 
             hold_replication(p.source, p.target, rid, "test")
     finally:

@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from include.pg_migration import cutover, state
+from include.pg_migration import state
 from include.pg_migration.errors import PlanError
+from include.pg_migration.harness import run_cutover
 from include.pg_migration.replicate import records
 from include.pg_migration.reports import assemble
 from tests.conftest import REPO, assert_equal_data
@@ -98,7 +99,7 @@ def test_pg_migration_replicate_wiring(rpair, glue):
     # while it streams, no other run may write into this target
     with pytest.raises(PlanError, match="still replicates"):
         replication.check_replication(_params(mode="snapshot"), inventory, "another run")
-    report = cutover.run_cutover(p.source, p.target, rid + "_cut", quiet_s=1, writes_timeout_s=30, lag_timeout_s=60)
+    report = run_cutover(p.source, p.target, rid + "_cut", quiet_s=1, writes_timeout_s=30, lag_timeout_s=60)
     assert report["verdict"] == "passed", report["failures"]
     with p.source_su() as src, p.target_su() as tgt:
         assert_equal_data(src, tgt)

@@ -1,4 +1,5 @@
-"""The snapshot holder: one consistent cut of the whole source for a whole run.
+"""The snapshot phase (the ``snapshot`` task, worker phase ``snapshot``): the holder of one consistent
+cut of the whole source for a whole run.
 
 ``pg_export_snapshot()`` is only valid while the exporting transaction stays open, but a DAG's
 tasks are separate processes (and ``airflow dags test`` runs them one at a time). So the holder is
@@ -13,7 +14,8 @@ Holding a snapshot holds back VACUUM on the source (dead rows cannot be removed 
 open): the report shows how long it was held. Locally the holder is a detached process started by
 :func:`start_local`; on ECS it is a Fargate task of the same image. Either way, tasks find it
 through the target, and :func:`wait_for_snapshot` / :func:`include.pg_migration.state.request_release`
-are the only API (:func:`reuse_cut`: a re-run of the snapshot step finds the run's cut still held, or fails).
+are the only API. Which phases need the snapshot held is :func:`include.pg_migration.run_order.needs_snapshot`;
+a re-run of the snapshot step reuses the run's cut or fails (:func:`reuse_cut`), never takes a second one.
 
 Replicate mode (the run's params say ``mode: "replicate"``): the same phase runs
 :func:`hold_replication` instead, which makes sure the run's publication exists, then opens a
@@ -284,10 +286,10 @@ def check_alive(target: Endpoint, run_id: str, stale_after_s: float = 30.0) -> s
 
 
 def reuse_cut(target: Endpoint, run_id: str) -> str | None:
-    """A re-run of the snapshot step: the run's one cut, which must still be held (never replaced).
+    """A (re-)run of the snapshot step: the run's one cut, never a second one.
 
-    None when the run has no snapshot yet (start a holder); the snapshot id when its holder still
-    holds it; :class:`SnapshotLost` when it is gone (a new one would mix two cuts in one run).
+    None when the run has no snapshot yet (take one); its snapshot id when the holder still holds it
+    (reuse it); :class:`SnapshotLost` when it is gone (a new snapshot would mix two cuts in one run).
     """
     with target.connect("pg_migration snapshot-check", autocommit=True) as conn:
         run = state.get_run(conn, run_id) if state.exists(conn) else None

@@ -7,9 +7,8 @@ import uuid
 
 import pytest
 
-from include.pg_migration import pipeline
-from include.pg_migration.sessions import TEXT_SETTINGS, apply_settings, open_source_snapshot
-from include.pg_migration.validate import (
+from include.pg_migration.harness import migrate_locally
+from include.pg_migration.phases.validate import (
     TableCheck,
     _checksum_pair,
     checksum,
@@ -17,6 +16,7 @@ from include.pg_migration.validate import (
     row_hash,
     validate_schema,
 )
+from include.pg_migration.sessions import TEXT_SETTINGS, apply_settings, open_source_snapshot
 from scripts import localpg
 from tests.conftest import Pair, _unique, assert_equal_data, create_db
 
@@ -151,7 +151,7 @@ def _load(pair: Pair, ci: bool) -> None:
 
 def _migrate(pair: Pair) -> str:
     run_id = f"test__{uuid.uuid4().hex[:8]}"
-    pipeline.migrate_locally(pair.source, pair.target, run_id, pool_size=2)
+    migrate_locally(pair.source, pair.target, run_id, pool_size=2)
     with pair.source_su() as src, pair.target_su() as tgt:
         assert_equal_data(src, tgt)
     return run_id

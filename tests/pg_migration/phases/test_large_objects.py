@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from include.pg_migration import lobs
-from include.pg_migration.pipeline import LocalRun
+from include.pg_migration.harness import LocalRun
+from include.pg_migration.phases import large_objects
 from include.pg_migration.runner import run_local
 
 DIGESTS = """
@@ -46,7 +46,7 @@ def test_objects_of_every_size_across_batches_arrive_equal_and_a_retry_rewrites_
             assert tgt.execute(DIGESTS).fetchall() == expected
     finally:
         run.close()
-    assert lobs.BATCH_OBJECTS < 1203  # the run above crossed a batch boundary
+    assert large_objects.BATCH_OBJECTS < 1203  # the run above crossed a batch boundary
 
 
 def test_an_object_the_target_user_cannot_replace_fails_the_phase_naming_it_and_its_batch_rolls_back(pair):

@@ -1,4 +1,5 @@
-"""Validation: prove, per schema and per table, that the target equals the source.
+"""Validation (the ``validate`` task, one per validation group; the cut-over validates with it too):
+prove, per schema and per table, that the target equals the source.
 
 * **Counts** -- ``count(*) FROM ONLY t`` on the target for every table (a parent's own rows;
   children are tables of their own, so nothing is ever counted twice), compared with the count

@@ -6,14 +6,14 @@ import uuid
 
 import pytest
 
-from include.pg_migration import pipeline
-from include.pg_migration.validate import validate_database, validate_schema
+from include.pg_migration.harness import migrate_locally
+from include.pg_migration.phases.validate import validate_database, validate_schema
 
 
 @pytest.fixture
 def migrated(demo_pair):
     run_id = f"test__{uuid.uuid4().hex[:8]}"
-    pipeline.migrate_locally(demo_pair.source, demo_pair.target, run_id, pool_size=4)
+    migrate_locally(demo_pair.source, demo_pair.target, run_id, pool_size=4)
     return demo_pair, run_id
 
 

@@ -12,8 +12,8 @@ import pytest
 
 from include.pg_migration import state
 from include.pg_migration.errors import SnapshotLost
-from include.pg_migration.pipeline import LocalRun
-from include.pg_migration.validate import validate_schema
+from include.pg_migration.harness import LocalRun
+from include.pg_migration.phases.validate import validate_schema
 from tests.conftest import assert_equal_data
 
 

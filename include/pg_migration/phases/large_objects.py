@@ -1,4 +1,5 @@
-"""Large objects: database-wide, copied with their OIDs (tables reference them by OID).
+"""The large-objects phase (the ``large_objects`` task, worker phase ``large-objects``): database-wide,
+copied with their OIDs (tables reference them by OID).
 
 Each object is re-created (unlink if present, create with the same OID and its first chunk, write
 the rest in chunks), read from the run's snapshot, so a retry simply writes it again. The phase
@@ -17,6 +18,7 @@ import psycopg
 
 from include.pg_migration import catalog, state
 from include.pg_migration.conn import Endpoint
+from include.pg_migration.loading import LOAD_SETTINGS
 from include.pg_migration.sessions import apply_settings, open_source_snapshot
 
 log = logging.getLogger(__name__)
@@ -52,8 +54,6 @@ def _write_large_object(src: psycopg.Connection, tgt: psycopg.Connection, oid: i
 
 
 def run_large_objects(source: Endpoint, target: Endpoint, run_id: str, app: str) -> dict[str, Any]:
-    from include.pg_migration.copy import LOAD_SETTINGS
-
     started = time.monotonic()
     total = 0
     with target.connect(app, autocommit=True) as tgt:

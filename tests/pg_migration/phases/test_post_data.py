@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from include.pg_migration.errors import MigrationError
-from include.pg_migration.pipeline import LocalRun
+from include.pg_migration.harness import LocalRun
 from include.pg_migration.runner import run_local
 
 UNVALIDATED = "SELECT count(*) FROM pg_catalog.pg_constraint WHERE contype = 'f' AND NOT convalidated"
@@ -104,7 +104,7 @@ def test_a_key_not_valid_on_the_source_stays_not_valid_with_its_orphans(pair):
 
 def test_keys_with_a_leading_index_are_checked_by_merge_join_and_violations_still_fail(pair):
     """The index-walking validation (hash join off) finds orphans exactly as the default plan does."""
-    from include.pg_migration.ddl import FK_LEADING_INDEX
+    from include.pg_migration.phases.post_data import FK_LEADING_INDEX
 
     with pair.source_su() as src:
         src.execute("""

@@ -1,4 +1,5 @@
-"""The data path: one unit copies its tables with COPY streams and builds their indexes.
+"""The data phase (the ``migrate_unit`` task, worker phase ``data``): one unit copies its tables
+with COPY streams and builds their indexes (:func:`run_data_unit`).
 
 For each table, largest first, in one target transaction:
 
@@ -46,18 +47,23 @@ from psycopg.rows import dict_row
 
 from include.pg_migration import catalog, pgtools, state
 from include.pg_migration.conn import Endpoint
-from include.pg_migration.errors import ConfigError, UnitFailed
-from include.pg_migration.sessions import SOURCE_SETTINGS, TEXT_SETTINGS, apply_settings
+from include.pg_migration.errors import ConfigError, MigrationError, UnitFailed
+from include.pg_migration.loading import INDEX_SETTINGS, LOAD_SETTINGS, ddl_exists
+from include.pg_migration.sessions import (
+    SOURCE_SETTINGS,
+    TEXT_SETTINGS,
+    apply_settings,
+    end_stale_sessions,
+    hold_unit_lock,
+    lock_key,
+    open_source_snapshot,
+    tag,
+)
 
 log = logging.getLogger(__name__)
 
 #: Bytes gathered before each write to the target's COPY.
 WRITE_BATCH = 1024 * 1024
-
-#: Settings of the target's bulk-load sessions: no wait for the WAL flush per table; the unit flushes
-#: everything before it reports success (worker.make_durable).
-LOAD_SETTINGS = {"synchronous_commit": "off"}
-INDEX_SETTINGS = {"maintenance_work_mem": "512MB", "synchronous_commit": "off"}
 
 FKS_TOUCHING = """
 SELECT n.nspname, t.relname, k.conname
@@ -74,6 +80,66 @@ SELECT seq, kind, name, schema_name, table_schema, table_name, statement, applie
  WHERE run_id = %s AND table_schema = %s AND table_name = %s AND kind IN ('INDEX', 'CONSTRAINT')
  ORDER BY seq
 """
+
+
+def run_data_unit(source: Endpoint, target: Endpoint, run_id: str, unit_id: str) -> dict[str, Any]:
+    """Copy a unit's tables (skipping those this run already loaded) and build their indexes."""
+    app = tag(run_id, unit_id)
+    started = time.monotonic()
+    with target.connect(app, autocommit=True) as tgt:
+        # A killed earlier attempt may still have sessions writing: end them, then hold the unit's lock.
+        end_stale_sessions(tgt, app)
+        hold_unit_lock(tgt, lock_key(run_id, unit_id))
+        row = state.get_unit(tgt, run_id, unit_id)
+        if row is None:
+            raise ConfigError(f"unit {unit_id!r} is not in the plan of run {run_id!r}")
+        unit = row["definition"]
+        run = state.get_run(tgt, run_id)
+        attempt = state.unit_started(tgt, run_id, unit_id)
+        snapshot_id = run["snapshot_id"] if run["consistent"] else None
+        resume = bool(run["params"].get("resume"))
+        log.info(
+            "unit %s (attempt %d): %d table(s) of schema %r, snapshot %s",
+            unit_id,
+            attempt,
+            len(unit["tables"]),
+            unit["schema"],
+            snapshot_id or "(own)",
+        )
+        loaded = state.loaded_tables(tgt, [unit["schema"]])
+        try:
+            with source.connect(app, autocommit=True) as src_admin:
+                end_stale_sessions(src_admin, app)
+            src = open_source_snapshot(source, app, snapshot_id)
+            builder = IndexBuilder(target, app, run_id).start()
+            total_bytes = 0
+            with src, target.connect(app) as load:
+                server_version = load.info.server_version
+                allow_binary = server_version >= src.info.server_version // 10000 * 10000
+                reader = PsqlSource.for_unit(source, app, src)
+                for table in unit["tables"]:
+                    done = loaded.get((unit["schema"], table))
+                    if done and done["source_rows"] == done["target_rows"] and (done["run_id"] == run_id or resume):
+                        log.info(
+                            "%s.%s already loaded and verified (run %s): kept", unit["schema"], table, done["run_id"]
+                        )
+                    else:
+                        result = copy_table(
+                            src, load, unit["schema"], table, run_id, unit_id, snapshot_id, allow_binary, reader
+                        )
+                        total_bytes += result.bytes
+                    builder.submit(unit["schema"], table)
+            builder.finish()
+        except MigrationError as exc:
+            state.unit_finished(tgt, run_id, unit_id, "failed", time.monotonic() - started, error=str(exc))
+            raise
+        except Exception as exc:
+            state.unit_finished(tgt, run_id, unit_id, "failed", time.monotonic() - started, error=str(exc))
+            raise UnitFailed(f"unit {unit_id}: {exc}") from exc
+        seconds = time.monotonic() - started
+        state.unit_finished(tgt, run_id, unit_id, "done", seconds, nbytes=total_bytes)
+    log.info("unit %s done: %.1f MB in %.1fs", unit_id, total_bytes / 1e6, seconds)
+    return {"unit_id": unit_id, "bytes": total_bytes, "seconds": seconds}
 
 
 class PsqlSource:
@@ -205,22 +271,7 @@ def copy_table(
     result = TableResult(schema=schema, table=table, format="binary" if binary else "text")
     try:
         with tgt.transaction():
-            tgt_oid = tgt.execute(catalog.TABLE_OID, {"schema": schema, "name": table}).fetchone()
-            if tgt_oid is None:
-                raise UnitFailed(f"table {schema}.{table} does not exist on the target (did pre-data run?)")
-            apply_settings(tgt, LOAD_SETTINGS)
-            # A reload after post-data ran (resume): FKs would block TRUNCATE and triggers would
-            # rewrite rows. Post-data puts the FKs back; triggers are re-enabled in this transaction.
-            for fk_schema, fk_table, conname in tgt.execute(FKS_TOUCHING, {"oid": tgt_oid[0]}).fetchall():
-                tgt.execute(
-                    sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
-                        ident(fk_schema, fk_table), sql.Identifier(conname)
-                    )
-                )
-            triggers = tgt.execute(HAS_USER_TRIGGERS, {"oid": tgt_oid[0]}).fetchone()[0]
-            if triggers:
-                tgt.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER USER").format(name))
-            tgt.execute(sql.SQL("TRUNCATE ONLY {}").format(name))
+            triggers = _prepare_target(tgt, schema, table)
             freeze = sql.SQL(", FREEZE") if not triggers else sql.SQL("")
             copy_in = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {}{})").format(name, col_list, fmt, freeze)
             columns = [c for c, _ in cols]
@@ -242,21 +293,7 @@ def copy_table(
                     f"{result.target_rows} loaded into the target"
                 )
             result.seconds = time.monotonic() - started
-            tgt.execute(
-                state.q(state.RECORD_TABLE),
-                (
-                    schema,
-                    table,
-                    run_id,
-                    unit_id,
-                    snapshot_id,
-                    result.source_rows,
-                    result.target_rows,
-                    result.bytes,
-                    result.format,
-                    result.seconds,
-                ),
-            )
+            _record_table(tgt, result, run_id, unit_id, snapshot_id)
     except psycopg.Error as exc:
         raise UnitFailed(f"table {schema}.{table}: {_pg_message(exc)}") from exc
     log.info(
@@ -269,6 +306,47 @@ def copy_table(
         result.seconds,
     )
     return result
+
+
+def _prepare_target(tgt: psycopg.Connection, schema: str, table: str) -> bool:
+    """In the table's load transaction: empty it for the COPY; True if it has user triggers (disabled)."""
+    name = ident(schema, table)
+    tgt_oid = tgt.execute(catalog.TABLE_OID, {"schema": schema, "name": table}).fetchone()
+    if tgt_oid is None:
+        raise UnitFailed(f"table {schema}.{table} does not exist on the target (did pre-data run?)")
+    apply_settings(tgt, LOAD_SETTINGS)
+    # A reload after post-data ran (resume): FKs would block TRUNCATE and triggers would
+    # rewrite rows. Post-data puts the FKs back; triggers are re-enabled in this transaction.
+    for fk_schema, fk_table, conname in tgt.execute(FKS_TOUCHING, {"oid": tgt_oid[0]}).fetchall():
+        tgt.execute(
+            sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(ident(fk_schema, fk_table), sql.Identifier(conname))
+        )
+    triggers = tgt.execute(HAS_USER_TRIGGERS, {"oid": tgt_oid[0]}).fetchone()[0]
+    if triggers:
+        tgt.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER USER").format(name))
+    tgt.execute(sql.SQL("TRUNCATE ONLY {}").format(name))
+    return triggers
+
+
+def _record_table(
+    tgt: psycopg.Connection, result: TableResult, run_id: str, unit_id: str, snapshot_id: str | None
+) -> None:
+    """The table's record in ``_pg_migration.tables``: in its load transaction, so it commits with the rows."""
+    tgt.execute(
+        state.q(state.RECORD_TABLE),
+        (
+            result.schema,
+            result.table,
+            run_id,
+            unit_id,
+            snapshot_id,
+            result.source_rows,
+            result.target_rows,
+            result.bytes,
+            result.format,
+            result.seconds,
+        ),
+    )
 
 
 def _copy_through_python(
@@ -362,35 +440,3 @@ class IndexBuilder:
             )
             self.built.append(entry["name"])
         conn.execute(sql.SQL("ANALYZE {}").format(ident(schema, table)))
-
-
-#: Does the object a post-data entry creates already exist on the target? (makes re-runs idempotent)
-_TABLE = "pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %(table_schema)s::text, %(table_name)s::text))"
-_OBJECT = "pg_catalog.to_regclass(pg_catalog.format('%%I.%%I', %(schema)s::text, %(object)s::text))"
-EXISTS_SQL = {
-    "INDEX": f"SELECT {_OBJECT} IS NOT NULL",
-    "CONSTRAINT": f"""SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint
-                       WHERE conname = %(object)s::text AND conrelid = {_TABLE})""",
-    "TRIGGER": f"""SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger
-                    WHERE tgname = %(object)s::text AND tgrelid = {_TABLE})""",
-    "INDEX ATTACH": f"SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits WHERE inhrelid = {_OBJECT})",
-}
-EXISTS_SQL["FK CONSTRAINT"] = EXISTS_SQL["CONSTRAINT"]
-EXISTS_SQL["CHECK CONSTRAINT"] = EXISTS_SQL["CONSTRAINT"]
-
-
-def ddl_exists(conn: psycopg.Connection, entry: dict[str, Any]) -> bool:
-    query = EXISTS_SQL.get(entry["kind"])
-    if query is None or entry.get("table_name") is None and entry["kind"] not in ("INDEX", "INDEX ATTACH"):
-        return False
-    obj = entry["name"]
-    if entry["kind"] not in ("INDEX", "INDEX ATTACH") and entry.get("table_name"):
-        prefix = entry["table_name"] + " "
-        obj = obj[len(prefix) :] if obj.startswith(prefix) else obj
-    params = {
-        "schema": entry["schema_name"],
-        "object": obj,
-        "table_schema": entry.get("table_schema"),
-        "table_name": entry.get("table_name"),
-    }
-    return bool(conn.execute(query, params).fetchone()[0])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from include.pg_migration import state
-from include.pg_migration.copy import PsqlSource, copy_table
 from include.pg_migration.errors import UnitFailed
+from include.pg_migration.phases.data import PsqlSource, copy_table
 from include.pg_migration.sessions import open_source_snapshot
 
 ROWS = 200_000

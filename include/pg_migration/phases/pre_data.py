@@ -1,0 +1,309 @@
+"""The pre-data phase (the ``pre_data`` task, worker phase ``pre-data``): all definitions, once, before any data.
+
+Pre-data runs ``pg_dump --section=pre-data`` of every selected schema at once, from the run's
+snapshot, and applies it to the target in ONE transaction: selected schemas are dropped and
+re-created (``public`` is merged into, never dropped), so a retry, or a re-run, starts from a clean
+slate and a failure leaves the target as it was. One restore of all schemas resolves every
+cross-schema dependency (a child whose parent lives elsewhere, a view over another schema, a
+partition in another schema), whatever order the data units run in later.
+
+It also dumps post-data and stores every entry in ``_pg_migration.ddl`` with the table it belongs
+to: the data unit that loads a table builds that table's indexes and keys
+(:mod:`include.pg_migration.phases.data`); the post-data phase
+(:mod:`include.pg_migration.phases.post_data`) applies the rest after all data.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from include.pg_migration import catalog, state
+from include.pg_migration.conn import Endpoint
+from include.pg_migration.errors import MigrationError, UnitFailed
+from include.pg_migration.pgtools import Entry, dump_schema, settings_for_target, split_entries
+from include.pg_migration.sessions import open_source_snapshot
+
+log = logging.getLogger(__name__)
+
+FOR_ROLE = re.compile(r'ALTER DEFAULT PRIVILEGES FOR ROLE (?:"(?:[^"]|"")+"|\w+) ')
+
+#: Entry types that a data unit builds for the table it loaded.
+UNIT_KINDS = ("INDEX", "CONSTRAINT")
+
+EXTENSIONS = """
+SELECT e.extname, n.nspname AS schema
+  FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+ WHERE e.extname <> 'plpgsql'
+ ORDER BY e.oid
+"""
+
+TRIGGER_OWNERS = """
+SELECT n.nspname AS schema, c.relname || ' ' || t.tgname AS name, n.nspname AS table_schema, c.relname AS table_name
+  FROM pg_catalog.pg_trigger t
+  JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE NOT t.tgisinternal AND n.nspname = ANY(%(schemas)s)
+"""
+
+TARGET_SCHEMAS = "SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname = ANY(%(schemas)s)"
+
+PUBLIC_RELATION_KIND = """
+SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+                      WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = 'public' AND c.relname = %(name)s AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                    WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                      AND d.objid = c.oid AND d.deptype = 'e')
+"""
+
+PUBLIC_ROUTINES = """
+SELECT p.oid::pg_catalog.regprocedure::text
+  FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname = 'public' AND p.proname = %(name)s
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                    WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e')
+"""
+
+PUBLIC_TYPE = """
+SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END
+  FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+ WHERE n.nspname = 'public' AND t.typname = %(name)s AND t.typtype IN ('c', 'd', 'e', 'r', 'm')
+   AND (t.typrelid = 0 OR (SELECT relkind FROM pg_catalog.pg_class WHERE oid = t.typrelid) = 'c')
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                    WHERE d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.objid = t.oid AND d.deptype = 'e')
+"""
+
+
+def _missing_role(exc: psycopg.Error) -> str | None:
+    m = re.search(r'role "([^"]+)" does not exist', str(exc))
+    return m.group(1) if m else None
+
+
+def _settings_known(conn: psycopg.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM pg_catalog.pg_settings")}
+
+
+def run_pre_data(source: Endpoint, target: Endpoint, run_id: str, app: str) -> dict[str, Any]:
+    """Apply every selected schema's definitions to the target in one transaction; store post-data."""
+    with target.connect(app) as tgt:
+        run = state.get_run(tgt, run_id)
+        if run is None:
+            raise MigrationError(f"run {run_id!r} is not registered on the target (the plan task registers it)")
+        schemas: list[str] = run["plan"]["schemas"]
+        snapshot = run["snapshot_id"] if run["consistent"] else None
+        resume = bool(run["params"].get("resume"))
+        existing = {r[0] for r in tgt.execute(TARGET_SCHEMAS, {"schemas": schemas})}
+
+        src = open_source_snapshot(source, app, snapshot)
+        with src:
+            version = catalog.server_version(src)
+            snapshot_for_dump = snapshot or src.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()[0]
+            owners = _owners(src, schemas)
+            extensions = src.execute(EXTENSIONS).fetchall()
+            matviews = src.execute(catalog.MATVIEWS, {"schemas": schemas}).fetchall()
+            apply_schemas = [s for s in schemas if not (resume and s in existing)] if resume else schemas
+            pre_text = (
+                dump_schema(source, apply_schemas, "pre-data", snapshot_for_dump, version, app) if apply_schemas else ""
+            )
+            post_text = dump_schema(source, schemas, "post-data", snapshot_for_dump, version, app)
+
+        warnings: list[str] = []
+        if apply_schemas:
+            preamble, entries = split_entries(pre_text)
+            if run["params"].get("create_roles"):
+                warnings += _create_roles(source, tgt, apply_schemas, app)
+            warnings += _apply_pre_data(tgt, apply_schemas, existing, preamble, entries, extensions)
+        else:
+            log.info("resume: every selected schema already exists on the target; pre-data kept as is")
+        _, post_entries = split_entries(post_text)
+        count = _store_post_data(tgt, run_id, post_entries, owners, matviews)
+        detail = {
+            "schemas": apply_schemas,
+            "kept_by_resume": sorted(set(schemas) - set(apply_schemas)),
+            "warnings": warnings,
+            "post_data_entries": count,
+        }
+        state.set_phase(tgt, run_id, "pre-data", "done", detail)
+        for w in warnings:
+            log.warning("pre-data: %s", w)
+        return detail
+
+
+def _create_roles(source: Endpoint, tgt: psycopg.Connection, schemas: list[str], app: str) -> list[str]:
+    """Create (NOLOGIN, no password) the roles that grants on the schemas name but the target lacks."""
+    with source.connect(app, autocommit=True) as src:
+        grantees = [r[0] for r in src.execute(catalog.GRANTEES, {"schemas": schemas})]
+        owners = {r[0] for r in src.execute("SELECT rolname FROM pg_catalog.pg_roles WHERE rolsuper")}
+    have = {r[0] for r in tgt.execute("SELECT rolname FROM pg_catalog.pg_roles")}
+    notes = []
+    for role in grantees:
+        if role in have or role in owners:
+            continue
+        try:
+            with tgt.transaction():
+                tgt.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+            notes.append(f"role {role!r} created on the target (NOLOGIN, no password: set one if it must log in)")
+        except psycopg.Error as exc:
+            notes.append(f"role {role!r} could not be created: {str(exc).strip().splitlines()[0]}")
+    return notes
+
+
+def _owners(src: psycopg.Connection, schemas: list[str]) -> dict[tuple[str, str, str], tuple[str, str]]:
+    """(kind, schema, TOC name) -> (table schema, table name) for indexes, constraints and triggers."""
+    owners: dict[tuple[str, str, str], tuple[str, str]] = {}
+    for row in src.execute(catalog.INDEX_OWNERS, {"schemas": schemas}):
+        owners[("INDEX", row[0], row[1])] = (row[2], row[3])
+    for row in src.execute(catalog.CONSTRAINT_OWNERS, {"schemas": schemas}):
+        kind = "FK CONSTRAINT" if row[2] == "f" else ("CHECK CONSTRAINT" if row[2] == "c" else "CONSTRAINT")
+        owners[(kind, row[0], row[1])] = (row[3], row[4])
+    for row in src.execute(TRIGGER_OWNERS, {"schemas": schemas}):
+        owners[("TRIGGER", row[0], row[1])] = (row[2], row[3])
+    return owners
+
+
+def _apply_pre_data(
+    tgt: psycopg.Connection,
+    schemas: list[str],
+    existing: set[str],
+    preamble: list[str],
+    entries: list[Entry],
+    extensions: list[tuple[str, str]],
+) -> list[str]:
+    warnings: list[str] = []
+    known = _settings_known(tgt)
+    with tgt.transaction():
+        for line in settings_for_target(preamble, known):
+            tgt.execute(line)
+        # Clear what a previous attempt or run left: the whole schema, or (public) the objects we re-create.
+        for schema in schemas:
+            if schema == "public":
+                _clear_public(tgt, entries)
+            elif schema in existing:
+                tgt.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+        tgt.execute(state.q("DELETE FROM {s}.tables WHERE schema_name = ANY(%s)"), (schemas,))
+        schema_entries = [e for e in entries if e.type == "SCHEMA"]
+        for entry in schema_entries:
+            if entry.name == "public":
+                continue  # exists on every target, owned by pg_database_owner: merge into it
+            _execute(tgt, entry)
+        for extname, ext_schema in extensions:
+            _create_extension(tgt, extname, ext_schema)
+        for entry in entries:
+            if entry.type == "SCHEMA":
+                continue
+            if entry.type == "ACL" or (entry.type == "COMMENT" and entry.name.startswith("SCHEMA ")):
+                # Grants to roles missing on the target are reported by name, never fatal; a
+                # REVOKE ... FROM PUBLIC always applies (it names no role).
+                try:
+                    with tgt.transaction():
+                        tgt.execute(entry.sql)
+                except psycopg.Error as exc:
+                    role = _missing_role(exc)
+                    what = f"{entry.type} on {entry.schema + '.' if entry.schema else ''}{entry.name}"
+                    warnings.append(
+                        f"{what} not applied: role {role!r} does not exist on the target"
+                        if role
+                        else f"{what} not applied: {str(exc).strip().splitlines()[0]}"
+                    )
+                continue
+            _execute(tgt, entry)
+    return warnings
+
+
+def _execute(tgt: psycopg.Connection, entry: Entry) -> None:
+    try:
+        with tgt.transaction():
+            tgt.execute(entry.sql)
+    except psycopg.Error as exc:
+        where = f"{entry.schema}.{entry.name}" if entry.schema else entry.name
+        raise UnitFailed(
+            f"pre-data: cannot create {entry.type} {where} on the target: {str(exc).strip().splitlines()[0]}"
+        ) from None
+
+
+def _create_extension(tgt: psycopg.Connection, extname: str, ext_schema: str) -> None:
+    have = tgt.execute("SELECT 1 FROM pg_catalog.pg_extension WHERE extname = %s", (extname,)).fetchone()
+    if have:
+        return
+    if not tgt.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", (ext_schema,)).fetchone():
+        stmt = sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(extname))
+    else:
+        stmt = sql.SQL("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {}").format(
+            sql.Identifier(extname), sql.Identifier(ext_schema)
+        )
+    try:
+        with tgt.transaction():
+            tgt.execute(stmt)
+    except psycopg.Error as exc:
+        raise UnitFailed(
+            f"pre-data: extension {extname!r} (used by the source) cannot be created on the target: "
+            f"{str(exc).strip().splitlines()[0]}. Ask the target's administrator to create it "
+            "(on Aurora: allowed by rds.allowed_extensions), then retry."
+        ) from None
+
+
+def _clear_public(tgt: psycopg.Connection, entries: list[Entry]) -> None:
+    """Drop the objects of ``public`` that the dump re-creates (never the schema, never extension objects)."""
+    for entry in entries:
+        if entry.schema != "public":
+            continue
+        if entry.type in ("TABLE", "VIEW", "MATERIALIZED VIEW", "SEQUENCE", "FOREIGN TABLE"):
+            row = tgt.execute(PUBLIC_RELATION_KIND, {"name": entry.name}).fetchone()
+            if row:
+                tgt.execute(
+                    sql.SQL("DROP {} IF EXISTS {} CASCADE").format(
+                        sql.SQL(row[0]), sql.Identifier("public", entry.name)
+                    )
+                )
+        elif entry.type in ("FUNCTION", "PROCEDURE", "AGGREGATE"):
+            for (signature,) in tgt.execute(PUBLIC_ROUTINES, {"name": entry.name.split("(")[0]}).fetchall():
+                kind = "AGGREGATE" if entry.type == "AGGREGATE" else "ROUTINE"
+                tgt.execute(sql.SQL("DROP {} IF EXISTS {} CASCADE").format(sql.SQL(kind), sql.SQL(signature)))
+        elif entry.type in ("TYPE", "DOMAIN"):
+            row = tgt.execute(PUBLIC_TYPE, {"name": entry.name}).fetchone()
+            if row:
+                tgt.execute(
+                    sql.SQL("DROP {} IF EXISTS {} CASCADE").format(
+                        sql.SQL(row[0]), sql.Identifier("public", entry.name)
+                    )
+                )
+
+
+def _store_post_data(
+    tgt: psycopg.Connection,
+    run_id: str,
+    entries: list[Entry],
+    owners: dict[tuple[str, str, str], tuple[str, str]],
+    matviews: list[tuple],
+) -> int:
+    rows = []
+    for seq, entry in enumerate(entries, start=1):
+        table = owners.get((entry.type, entry.schema or "", entry.name), (None, None))
+        statement = entry.sql
+        if entry.type == "DEFAULT ACL":
+            # Objects are owned by the target's user (no ownership commands), so the source owner's
+            # default privileges become the target user's: drop "FOR ROLE <source owner>".
+            statement = FOR_ROLE.sub("ALTER DEFAULT PRIVILEGES ", statement)
+        rows.append((run_id, seq, entry.type, entry.schema, entry.name, table[0], table[1], statement))
+    seq = len(rows)
+    for schema, name, populated in matviews:
+        if populated:
+            seq += 1
+            stmt = sql.SQL("REFRESH MATERIALIZED VIEW {}").format(sql.Identifier(schema, name)).as_string(tgt)
+            rows.append((run_id, seq, "MATVIEW REFRESH", schema, name, None, None, stmt))
+    with tgt.transaction():
+        tgt.execute(state.q("DELETE FROM {s}.ddl WHERE run_id = %s"), (run_id,))
+        with tgt.cursor() as cur:
+            cur.executemany(
+                state.q("""INSERT INTO {s}.ddl
+                                  (run_id, seq, kind, schema_name, name, table_schema, table_name, statement)
+                           VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"""),
+                rows,
+            )
+    return len(rows)
