@@ -3,11 +3,17 @@ with COPY streams and builds their indexes (:func:`run_data_unit`).
 
 For each table, largest first, in one target transaction:
 
+    (source: LOCK TABLE ONLY t IN ACCESS SHARE MODE, in a savepoint of the unit's snapshot session;
+     its file in the snapshot = its live file, or it fails: rewritten or truncated after the cut)
     TRUNCATE ONLY t                      -- a retried table starts empty (ONLY: never a child's rows)
     COPY t (cols) FROM STDIN (FORMAT binary, FREEZE)  <-  COPY t (cols) TO STDOUT (FORMAT binary)
                                          -- rows read == rows written, or the transaction rolls back
     INSERT INTO _pg_migration.tables ... -- the record commits with the rows or not at all
     COMMIT
+    (source: ROLLBACK TO SAVEPOINT: the table's lock is let go)
+
+A table with no copyable column (none, only generated or only dropped ones) is copied without a
+column list: one empty row per row, so its row count moves exactly.
 
 The source side is a ``psql`` child (:class:`PsqlSource`) running ``\\copy ... to pstdout`` in the
 unit's snapshot (exported by the unit's own source session, so it outlives the run's holder): the

@@ -10,12 +10,13 @@ import pytest
 
 from include.pg_migration import state
 from include.pg_migration.errors import UnitFailed
-from include.pg_migration.harness import LocalRun, migrate_locally
+from include.pg_migration.harness import LocalRun, ReplicateRun, migrate_locally
 from include.pg_migration.phases.data import PsqlSource, copy_table
 from include.pg_migration.phases.validate import validate_schema
 from include.pg_migration.sessions import open_source_snapshot
 from scripts import localpg
 from tests.conftest import Pair, _unique, assert_equal_data, create_db, table_fingerprints
+from tests.pg_migration.replicate.conftest import publisher, rpair  # noqa: F401 - rpair is a fixture
 
 REWRITTEN = "rewritten or truncated on the source after the cut"
 FILENODE = "SELECT relfilenode FROM pg_catalog.pg_class WHERE oid = %s::regclass"
@@ -108,6 +109,25 @@ def test_the_check_holds_on_both_source_readers(pair, reader):
             live.execute("SET lock_timeout = '2s'")
             live.execute("ALTER TABLE keep.t ADD COLUMN w int")
     with pair.target_su() as tgt:
+        assert tgt.execute("SELECT count(*) FROM gone.t").fetchone()[0] == 0
+
+
+def test_replicate_mode_checks_the_slot_snapshot_too(rpair, tmp_path):  # noqa: F811 - the fixture
+    p = rpair
+    with p.source_su() as src:
+        src.execute(CUT_DDL)
+    rid = _run_id()
+    run = ReplicateRun(p.source, p.target, rid, publisher=publisher(p), log_dir=tmp_path)
+    try:
+        units = {u["schema"]: u["unit_id"] for u in run.start()["units"]}
+        with p.source_su() as src:
+            src.execute(AFTER_THE_CUT["gone"])
+        run.unit(units["keep"])
+        with pytest.raises(UnitFailed, match=rf"table gone\.t: {REWRITTEN}"):
+            run.unit(units["gone"])
+    finally:
+        run.end()  # not streaming: the slot and publication are dropped
+    with p.target_su() as tgt:
         assert tgt.execute("SELECT count(*) FROM gone.t").fetchone()[0] == 0
 
 
