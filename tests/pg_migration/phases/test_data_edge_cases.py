@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from include.pg_migration import state
+from include.pg_migration import catalog, state
 from include.pg_migration.errors import UnitFailed
 from include.pg_migration.harness import LocalRun, ReplicateRun, migrate_locally
 from include.pg_migration.phases.data import PsqlSource, copy_table
@@ -84,6 +84,24 @@ def test_a_table_rewritten_or_truncated_after_the_cut_fails_its_unit_by_name(pai
         assert tgt.execute("SELECT count(*) FROM retyped.t").fetchone()[0] == 500
     for schema in AFTER_THE_CUT:
         assert validate_schema(pair.source, pair.target, schema, run_id=second).ok
+
+
+def test_in_a_snapshot_pg_class_is_old_and_pg_relation_filenode_is_live(pair):
+    """What the check relies on, on the real server: in a REPEATABLE READ snapshot, ``pg_class`` rows
+    are the snapshot's while ``pg_relation_filenode()`` reads the live catalog (before and after the lock)."""
+    with pair.source_su() as src:
+        src.execute(CUT_DDL)
+    snap = open_source_snapshot(pair.source, "pgmig test", None)
+    with snap:
+        oid = snap.execute("SELECT 'gone.t'::regclass::oid::bigint").fetchone()[0]
+        assert len(set(snap.execute(catalog.FILENODES, {"oid": oid}).fetchone())) == 1
+        with pair.source_su() as live:
+            live.execute("TRUNCATE gone.t")
+            now = live.execute(FILENODE, ("gone.t",)).fetchone()[0]
+        in_snapshot, live_node = snap.execute(catalog.FILENODES, {"oid": oid}).fetchone()
+        assert in_snapshot != now and live_node == now
+        snap.execute("LOCK TABLE ONLY gone.t IN ACCESS SHARE MODE")
+        assert snap.execute(catalog.FILENODES, {"oid": oid}).fetchone() == (in_snapshot, now)
 
 
 @pytest.mark.parametrize("reader", ["psql", "python"])
