@@ -70,6 +70,15 @@ SELECT a.attname AS name,
  ORDER BY a.attnum
 """
 
+#: A table's file in the snapshot (pg_class as the transaction's snapshot sees it) and now
+#: (``pg_relation_filenode`` reads the live catalog): they differ once the table was rewritten or
+#: truncated after the snapshot was taken -- which that snapshot cannot see (not MVCC-safe).
+FILENODES = """
+SELECT c.relfilenode::bigint AS in_snapshot, pg_catalog.pg_relation_filenode(c.oid)::bigint AS live
+  FROM pg_catalog.pg_class c
+ WHERE c.oid = %(oid)s
+"""
+
 TABLE_OID = """
 SELECT c.oid::bigint FROM pg_catalog.pg_class c
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace

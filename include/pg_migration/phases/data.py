@@ -3,11 +3,17 @@ with COPY streams and builds their indexes (:func:`run_data_unit`).
 
 For each table, largest first, in one target transaction:
 
+    (source: LOCK TABLE ONLY t IN ACCESS SHARE MODE, in a savepoint of the unit's snapshot session;
+     its file in the snapshot = its live file, or it fails: rewritten or truncated after the cut)
     TRUNCATE ONLY t                      -- a retried table starts empty (ONLY: never a child's rows)
     COPY t (cols) FROM STDIN (FORMAT binary, FREEZE)  <-  COPY t (cols) TO STDOUT (FORMAT binary)
                                          -- rows read == rows written, or the transaction rolls back
     INSERT INTO _pg_migration.tables ... -- the record commits with the rows or not at all
     COMMIT
+    (source: ROLLBACK TO SAVEPOINT: the table's lock is let go)
+
+A table with no copyable column (none, only generated or only dropped ones) is copied without a
+column list: one empty row per row, so its row count moves exactly.
 
 The source side is a ``psql`` child (:class:`PsqlSource`) running ``\\copy ... to pstdout`` in the
 unit's snapshot (exported by the unit's own source session, so it outlives the run's holder): the
@@ -185,7 +191,7 @@ class PsqlSource:
 
     @contextlib.contextmanager
     def stream(self, schema: str, table: str, columns: list[str], binary: bool) -> Iterator[_PsqlStream]:
-        what = sql.SQL("{} ({})").format(ident(schema, table), sql.SQL(", ").join(map(sql.Identifier, columns)))
+        what = sql.SQL("{}{}").format(ident(schema, table), column_list(columns))
         fmt = "binary" if binary else "text"
         args = [self.psql, "-X", "-d", self.CONNINFO, "-o", "/dev/stderr", "-v", "ON_ERROR_STOP=1"]
         for command in [*self.prologue, f"\\copy {self.quote(what)} to pstdout with (format {fmt})", "COMMIT"]:
@@ -247,6 +253,44 @@ def ident(schema: str, name: str) -> sql.Identifier:
     return sql.Identifier(schema, name)
 
 
+def column_list(columns: list[str]) -> sql.Composable:
+    """`` (a, b)`` after a COPY's table -- or nothing for a table with no copyable column (none at all,
+    only generated or dropped ones): ``COPY t ()`` is a syntax error, while ``COPY t`` then moves one
+    empty row per row, in text and binary alike (its default list also leaves generated columns out)."""
+    if not columns:
+        return sql.SQL("")
+    return sql.SQL(" ({})").format(sql.SQL(", ").join(map(sql.Identifier, columns)))
+
+
+@contextlib.contextmanager
+def unchanged_since_the_cut(src: psycopg.Connection, schema: str, table: str, oid: int) -> Iterator[None]:
+    """Holds the table's ACCESS SHARE lock on the unit's source session (in the run's snapshot) while
+    its copy runs, once its file is checked to be the one that snapshot sees; raises UnitFailed naming
+    the table otherwise. TRUNCATE and the rewriting ALTER TABLE forms are not MVCC-safe: an older
+    snapshot sees the new file, empty or holding rows it cannot see. The lock is taken in a savepoint
+    and let go with it after the copy, so a unit holds no lock on the tables it has finished."""
+    src.execute("SAVEPOINT pg_migration_table")
+    done = False
+    try:
+        src.execute(sql.SQL("LOCK TABLE ONLY {} IN ACCESS SHARE MODE").format(ident(schema, table)))
+        in_snapshot, live = src.execute(catalog.FILENODES, {"oid": oid}).fetchone()
+        if live is None:
+            raise UnitFailed(f"table {schema}.{table}: dropped or replaced on the source after the cut")
+        if live != in_snapshot:
+            raise UnitFailed(
+                f"table {schema}.{table}: rewritten or truncated on the source after the cut (TRUNCATE, a "
+                "rewriting ALTER TABLE, VACUUM FULL, CLUSTER, SET TABLESPACE...): the run's snapshot no "
+                "longer sees its rows, nothing of it was loaded; a new run or resume: true copies it in a "
+                "new snapshot"
+            )
+        yield
+        done = True
+    finally:
+        with contextlib.suppress(*(() if done else (psycopg.Error,))):  # never hides the copy's own error
+            src.execute("ROLLBACK TO SAVEPOINT pg_migration_table")
+            src.execute("RELEASE SAVEPOINT pg_migration_table")
+
+
 def copy_table(
     src: psycopg.Connection,
     tgt: psycopg.Connection,
@@ -267,13 +311,13 @@ def copy_table(
     cols = src.execute(catalog.COPY_COLUMNS, {"oid": src_oid[0]}).fetchall()
     binary = allow_binary and all(ok for _, ok in cols)
     fmt = sql.SQL("binary" if binary else "text")
-    col_list = sql.SQL(", ").join(sql.Identifier(c) for c, _ in cols)
+    col_list = column_list([c for c, _ in cols])
     result = TableResult(schema=schema, table=table, format="binary" if binary else "text")
     try:
-        with tgt.transaction():
+        with unchanged_since_the_cut(src, schema, table, src_oid[0]), tgt.transaction():
             triggers = _prepare_target(tgt, schema, table)
             freeze = sql.SQL(", FREEZE") if not triggers else sql.SQL("")
-            copy_in = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT {}{})").format(name, col_list, fmt, freeze)
+            copy_in = sql.SQL("COPY {}{} FROM STDIN (FORMAT {}{})").format(name, col_list, fmt, freeze)
             columns = [c for c, _ in cols]
             with tgt.cursor() as tcur:
                 if reader is not None and reader.can_carry(schema, table, *columns):
@@ -359,7 +403,7 @@ def _copy_through_python(
     result: TableResult,
 ) -> int:
     """The source's COPY read in Python; rows arrive one per chunk and leave in ~1 MiB writes."""
-    copy_out = sql.SQL("COPY {} ({}) TO STDOUT (FORMAT {})").format(name, col_list, fmt)
+    copy_out = sql.SQL("COPY {}{} TO STDOUT (FORMAT {})").format(name, col_list, fmt)
     with src.cursor() as scur:
         with scur.copy(copy_out) as out, tcur.copy(copy_in) as into:
             batch = bytearray()
