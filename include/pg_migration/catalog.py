@@ -14,7 +14,7 @@ import psycopg
 
 from include.pg_migration import STATE_SCHEMA
 from include.pg_migration.conn import Endpoint
-from include.pg_migration.errors import PlanError
+from include.pg_migration.errors import ConfigError, PlanError
 
 #: Schemas that are never migrated (system, toast, temp, our own state, extension-owned).
 SCHEMAS = """
@@ -221,6 +221,29 @@ def server_version(conn: psycopg.Connection) -> int:
     return conn.execute(SERVER_VERSION).fetchone()[0]
 
 
+#: The oldest source major the migration reads (``pg_attribute.attgenerated``, ``pg_proc.prokind``,
+#: ``pg_index.indnkeyatts``: PostgreSQL 12); older sources are refused before anything is written.
+MIN_SOURCE_MAJOR = 12
+
+
+def version_text(version_num: int) -> str:
+    """``server_version_num`` as people write it: 150018 -> 15.18, 90624 -> 9.6.24."""
+    if version_num >= 100000:
+        return f"{version_num // 10000}.{version_num % 10000}"
+    return f"{version_num // 10000}.{version_num // 100 % 100}.{version_num % 100}"
+
+
+def unsupported_source(version_num: int) -> str | None:
+    """Why a source of this ``server_version_num`` is refused, or None (12 or newer)."""
+    if version_num // 10000 >= MIN_SOURCE_MAJOR:
+        return None
+    return (
+        f"PostgreSQL {version_text(version_num)} is not supported as a source: {MIN_SOURCE_MAJOR} or newer is "
+        "needed (the migration reads attgenerated, prokind and indnkeyatts of the source's catalog); "
+        "upgrade the source first"
+    )
+
+
 def discover(
     conn: psycopg.Connection,
     include: list[str] | None = None,
@@ -269,6 +292,9 @@ def inventory(source: Endpoint, include: list[str] | None, exclude: list[str] | 
     what they depend on outside the selection. Unknown requested schemas raise, naming them."""
     with source.connect("pg_migration discover", autocommit=True) as conn:
         version = server_version(conn)
+        problem = unsupported_source(version)
+        if problem:  # refused by its version, before a catalog query of 12+ fails on it
+            raise ConfigError(f"{source.describe()}: {problem}")
         schemas = discover(conn, include, exclude)
         outside = outside_dependencies(conn, [s.name for s in schemas]) if schemas else []
     return {"server_version_num": version, "schemas": [s.to_dict() for s in schemas], "outside_dependencies": outside}

