@@ -10,6 +10,7 @@ master user is), dropped afterwards.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -65,6 +66,37 @@ def endpoint(server: localpg.Server, dbname: str, user: str, label: str) -> Endp
     )
 
 
+#: The least-privileged source role of a snapshot run: LOGIN, member of pg_read_all_data, nothing else
+#: (no superuser, no BYPASSRLS, no REPLICATION). Cluster-wide, so created idempotently under a fixed
+#: name; its password is derived from the server's superuser password (the same in every session).
+READER = "pgmig_reader"
+_readers: set[tuple[str, int]] = set()
+
+
+def reader_password(server: localpg.Server) -> str:
+    return hashlib.sha256(f"{server.superuser_password}:{READER}".encode()).hexdigest()[:32]
+
+
+def ensure_reader(server: localpg.Server) -> str:
+    """Create or repair :data:`READER` on ``server`` (as its superuser); return its name."""
+    if (server.host, server.port) in _readers:
+        return READER
+    with server.connect(autocommit=True) as conn:
+        for attempt in range(3):
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER,)).fetchone()
+            verb = "ALTER ROLE {} WITH" if exists else "CREATE ROLE {}"
+            stmt = verb + " LOGIN NOSUPERUSER NOBYPASSRLS NOREPLICATION NOCREATEDB NOCREATEROLE PASSWORD {}"
+            try:
+                conn.execute(sql.SQL(stmt).format(sql.Identifier(READER), sql.Literal(reader_password(server))))
+                break
+            except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+                if attempt == 2:  # another session created it at the same moment: alter it then
+                    raise
+        conn.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(READER)))
+    _readers.add((server.host, server.port))
+    return READER
+
+
 @dataclass
 class Pair:
     """A fresh source database and a fresh target database (owned by the non-superuser)."""
@@ -77,6 +109,25 @@ class Pair:
     @property
     def source(self) -> Endpoint:
         return endpoint(self.source_server, self.source_db, self.source_server.superuser, "source")
+
+    @property
+    def source_reader(self) -> Endpoint:
+        """The source as the least-privileged reader of a snapshot run (:data:`READER`, member of
+        ``pg_read_all_data``): what the main migration and validation tests read as."""
+        user = ensure_reader(self.source_server)
+        s = self.source_server
+        with self.source_su() as conn:  # pg_read_all_data does not cover large objects: SELECT on each
+            conn.execute(
+                sql.SQL(
+                    "DO $$DECLARE o oid; BEGIN FOR o IN SELECT m.oid FROM pg_largeobject_metadata m"
+                    " WHERE NOT EXISTS (SELECT FROM aclexplode(m.lomacl) a WHERE a.grantee = {}::regrole"
+                    " AND a.privilege_type = 'SELECT') LOOP"
+                    " EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO %I', o, {}); END LOOP; END$$"
+                ).format(sql.Literal(user), sql.Literal(user))
+            )
+        return Endpoint(
+            host=s.host, port=s.port, dbname=self.source_db, user=user, password=reader_password(s), label="source"
+        )
 
     @property
     def target(self) -> Endpoint:

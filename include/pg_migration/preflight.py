@@ -26,6 +26,9 @@ object owners, roles          roles owning objects (mapped to the target user) a
 tablespaces                   tables/indexes outside the default tablespace (ignored on the target)
 foreign tables                blocking unless their foreign server exists on the target
 unlogged tables               copied, unlogged on the target too
+row security                  tables with row-level security (enabled, or forced) that the source
+                              role does not bypass (not superuser, not BYPASSRLS, not their owner
+                              unless forced): blocking, named -- COPY would read them through the policy
 tables without a primary key  listed (counts and checksums still validate them)
 large objects                 count and size (copied database-wide by one task)
 source/target connections     free sessions (server, database and role limits) for the pool size
@@ -165,6 +168,18 @@ SELECT s.srvname, w.fdwname,
        EXISTS (SELECT 1 FROM pg_catalog.pg_user_mappings m
                 WHERE m.srvid = s.oid AND m.usename IN (current_user, 'public')) AS mapped
   FROM pg_catalog.pg_foreign_server s JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
+"""
+
+#: Tables of the selected schemas whose row-level security the current (source) role does not bypass:
+#: a superuser or a BYPASSRLS role bypasses it always, the table's owner (or a member of the owner
+#: role) unless it is forced. ``pg_read_all_data`` does not bypass it.
+ROW_SECURITY = """
+SELECT n.nspname || '.' || c.relname AS name, c.relforcerowsecurity AS forced
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = ANY(%(schemas)s) AND c.relkind = 'r' AND c.relrowsecurity
+   AND NOT (SELECT r.rolsuper OR r.rolbypassrls FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
+   AND (c.relforcerowsecurity OR NOT pg_catalog.pg_has_role(c.relowner, 'USAGE'))
+ ORDER BY 1
 """
 
 #: Large objects are database-wide; their size is read from the catalog's size (no data read).
@@ -354,6 +369,7 @@ def run(source: Endpoint, target: Endpoint, inventory: dict[str, Any], params: d
             out += _roles(src, tgt, schemas, params)
             out += _tablespaces(src, schemas)
             out += _foreign_tables(src, tgt, schemas)
+            out += _row_security(src, schemas)
             out += _large_objects(src)
             out += _connections(src, tgt, params)
             out += _target_schemas(tgt, schemas, params)
@@ -737,6 +753,25 @@ def _foreign_tables(src: psycopg.Connection, tgt: psycopg.Connection, schemas: l
     if unmapped:
         detail += f". No user mapping for the target user on {', '.join(sorted(unmapped))}: queries will fail"
     return [finding("foreign tables", "warning", detail)]
+
+
+def _row_security(src: psycopg.Connection, schemas: list[str]) -> list[dict[str, str]]:
+    rows = src.execute(ROW_SECURITY, {"schemas": schemas}).fetchall()
+    role = src.execute("SELECT current_user").fetchone()[0]
+    if not rows:
+        return [finding("row security", "ok", "no selected table has row security the source role does not bypass")]
+    names = [f"{name} (forced)" if forced else name for name, forced in rows]
+    return [
+        finding(
+            "row security",
+            "blocking",
+            f"the source role {role} does not bypass the row-level security of {len(rows)} table(s): "
+            f"{names_list(names)}. Their policies would hide rows from the copy and from validation alike "
+            "(the migration reads with row_security = off, so these tables would fail). Migrate as a role "
+            "with BYPASSRLS (ALTER ROLE ... BYPASSRLS; on RDS/Aurora the master user may grant it) or as "
+            "the tables' owner when the security is not forced, or exclude the tables",
+        )
+    ]
 
 
 def _large_objects(src: psycopg.Connection) -> list[dict[str, str]]:
