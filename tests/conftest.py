@@ -67,34 +67,72 @@ def endpoint(server: localpg.Server, dbname: str, user: str, label: str) -> Endp
 
 
 #: The least-privileged source role of a snapshot run: LOGIN, member of pg_read_all_data, nothing else
-#: (no superuser, no BYPASSRLS, no REPLICATION). Cluster-wide, so created idempotently under a fixed
-#: name; its password is derived from the server's superuser password (the same in every session).
+#: (no superuser, no BYPASSRLS, no REPLICATION). Cluster-wide roles, so created idempotently under fixed
+#: names; passwords are derived from the server's superuser password (the same in every test session).
 READER = "pgmig_reader"
-_readers: set[tuple[str, int]] = set()
+#: The least-privileged source role of a replicate run: also REPLICATION (the slot), pg_read_all_stats
+#: (the cut-over sees other roles' write transactions) and a member of the tables' owner role
+#: (:data:`APP_OWNER`: publishing a table and REPLICA IDENTITY FULL need its owner).
+REPLICATOR = "pgmig_replicator"
+APP_OWNER = "pgmig_app_owner"
+ROLES = {
+    READER: ("LOGIN NOREPLICATION", ["pg_read_all_data"]),
+    APP_OWNER: ("NOLOGIN NOREPLICATION", []),
+    REPLICATOR: ("LOGIN REPLICATION", ["pg_read_all_data", "pg_read_all_stats", APP_OWNER]),
+}
+_roles: set[tuple[str, int, str]] = set()
 
 
-def reader_password(server: localpg.Server) -> str:
-    return hashlib.sha256(f"{server.superuser_password}:{READER}".encode()).hexdigest()[:32]
+def role_password(server: localpg.Server, role: str) -> str:
+    return hashlib.sha256(f"{server.superuser_password}:{role}".encode()).hexdigest()[:32]
 
 
-def ensure_reader(server: localpg.Server) -> str:
-    """Create or repair :data:`READER` on ``server`` (as its superuser); return its name."""
-    if (server.host, server.port) in _readers:
-        return READER
+def ensure_role(server: localpg.Server, role: str) -> str:
+    """Create or repair one of :data:`ROLES` on ``server`` (as its superuser); return its name."""
+    if (server.host, server.port, role) in _roles:
+        return role
+    attrs, groups = ROLES[role]
+    stmt = " " + attrs + " NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD {}"
     with server.connect(autocommit=True) as conn:
         for attempt in range(3):
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (READER,)).fetchone()
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
             verb = "ALTER ROLE {} WITH" if exists else "CREATE ROLE {}"
-            stmt = verb + " LOGIN NOSUPERUSER NOBYPASSRLS NOREPLICATION NOCREATEDB NOCREATEROLE PASSWORD {}"
             try:
-                conn.execute(sql.SQL(stmt).format(sql.Identifier(READER), sql.Literal(reader_password(server))))
+                password = sql.Literal(role_password(server, role))
+                conn.execute(sql.SQL(verb + stmt).format(sql.Identifier(role), password))
                 break
             except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
                 if attempt == 2:  # another session created it at the same moment: alter it then
                     raise
-        conn.execute(sql.SQL("GRANT pg_read_all_data TO {}").format(sql.Identifier(READER)))
-    _readers.add((server.host, server.port))
-    return READER
+        for group in groups:
+            if group in ROLES:
+                ensure_role(server, group)
+            conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(role)))
+    _roles.add((server.host, server.port, role))
+    return role
+
+
+#: pg_read_all_data does not cover large objects: SELECT on each, for ``role``.
+GRANT_LARGE_OBJECTS = """
+DO $$DECLARE o oid; BEGIN FOR o IN SELECT m.oid FROM pg_largeobject_metadata m
+ WHERE NOT EXISTS (SELECT FROM aclexplode(m.lomacl) a WHERE a.grantee = {role}::regrole AND a.privilege_type = 'SELECT')
+LOOP EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO %I', o, {role}); END LOOP; END$$
+"""
+
+#: Every schema, table, view, materialized view and free-standing sequence of the user schemas to ``role``.
+HAND_OVER = """
+DO $$DECLARE r record; BEGIN
+FOR r IN SELECT n.nspname FROM pg_namespace n WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema' LOOP
+  EXECUTE format('ALTER SCHEMA %I OWNER TO %I', r.nspname, {role});
+END LOOP;
+FOR r IN SELECT c.oid::regclass AS rel FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema' AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+            AND (c.relkind <> 'S' OR NOT EXISTS (SELECT FROM pg_depend d WHERE d.objid = c.oid
+                 AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+                 AND d.refclassid = 'pg_class'::regclass)) LOOP
+  EXECUTE format('ALTER TABLE %s OWNER TO %I', r.rel, {role});
+END LOOP; END$$
+"""
 
 
 @dataclass
@@ -114,20 +152,27 @@ class Pair:
     def source_reader(self) -> Endpoint:
         """The source as the least-privileged reader of a snapshot run (:data:`READER`, member of
         ``pg_read_all_data``): what the main migration and validation tests read as."""
-        user = ensure_reader(self.source_server)
+        return self._source_as(READER)
+
+    @property
+    def source_replicator(self) -> Endpoint:
+        """The source as the least-privileged role of a replicate run (:data:`REPLICATOR`, with CREATE on
+        the database); the user schemas' objects are handed to its owner role :data:`APP_OWNER` first
+        (call it after loading)."""
+        ensure_role(self.source_server, REPLICATOR)
+        with self.source_su() as conn:
+            conn.execute(sql.SQL(HAND_OVER).format(role=sql.Literal(APP_OWNER)))
+            db = sql.Identifier(self.source_db)  # CREATE PUBLICATION needs CREATE on the database
+            conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(db, sql.Identifier(REPLICATOR)))
+        return self._source_as(REPLICATOR)
+
+    def _source_as(self, role: str) -> Endpoint:
         s = self.source_server
-        with self.source_su() as conn:  # pg_read_all_data does not cover large objects: SELECT on each
-            conn.execute(
-                sql.SQL(
-                    "DO $$DECLARE o oid; BEGIN FOR o IN SELECT m.oid FROM pg_largeobject_metadata m"
-                    " WHERE NOT EXISTS (SELECT FROM aclexplode(m.lomacl) a WHERE a.grantee = {}::regrole"
-                    " AND a.privilege_type = 'SELECT') LOOP"
-                    " EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO %I', o, {}); END LOOP; END$$"
-                ).format(sql.Literal(user), sql.Literal(user))
-            )
-        return Endpoint(
-            host=s.host, port=s.port, dbname=self.source_db, user=user, password=reader_password(s), label="source"
-        )
+        ensure_role(s, role)
+        with self.source_su() as conn:
+            conn.execute(sql.SQL(GRANT_LARGE_OBJECTS).format(role=sql.Literal(role)))
+        password = role_password(s, role)
+        return Endpoint(host=s.host, port=s.port, dbname=self.source_db, user=role, password=password, label="source")
 
     @property
     def target(self) -> Endpoint:

@@ -4,7 +4,8 @@ Used by validation (``phases.validate.validate_database``) and by the cut-over (
 objects whose digest differs). Each object is read ``lo_get(oid, offset, length)`` by
 :data:`LO_CHUNK` bytes on the server and only each chunk's md5 travels, so objects of any size
 compare (also over 1 GB, more than one ``lo_get`` or a ``bytea`` can hold). Reading needs SELECT on
-the objects (``pg_read_all_data`` does not give it before PostgreSQL 16... see the README's roles).
+each object: ``pg_read_all_data`` does not cover large objects (checked on 15 and 18), so a source role
+without it needs ``GRANT SELECT ON LARGE OBJECT ...`` (or ``lo_compat_privileges``).
 """
 
 from __future__ import annotations
