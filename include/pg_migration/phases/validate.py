@@ -40,6 +40,12 @@ prove, per schema and per table, that the target equals the source.
   materialized views, functions, triggers, sequences and privileges, per schema, diffed.
 * **Sequences** -- the target's value must be at least what post-data set (never behind); the
   report shows the drift of a live source.
+* **Large objects** (:func:`validate_database`) -- count and content, by a digest over 1 MiB
+  ``lo_get`` reads (:mod:`include.pg_migration.lo_digest`), both sides in parallel; the seconds it
+  took are recorded (``database.large_objects.seconds`` of the report).
+* **Row security** -- never counted through a policy: both sides read with ``row_security = off`` (a
+  source table the role does not bypass is a mismatch by name, never a filtered count); a target
+  table with FORCE ROW LEVEL SECURITY is read with the forcing lifted in a rolled-back transaction.
 """
 
 from __future__ import annotations
@@ -260,6 +266,7 @@ def unforced(tgt: psycopg.Connection, schema: str, table: str, forced: set[str])
         yield
         return
     with tgt.transaction(force_rollback=True):
+        tgt.execute("SET LOCAL lock_timeout = '30s'")  # ALTER TABLE takes an ACCESS EXCLUSIVE lock until rollback
         tgt.execute(sql.SQL("ALTER TABLE ONLY {} NO FORCE ROW LEVEL SECURITY").format(sql.Identifier(schema, table)))
         yield
 
