@@ -455,7 +455,12 @@ def _checksums(
 
 
 def _checksum_pair(
-    src: psycopg.Connection, tgt: psycopg.Connection, schema: str, check: TableCheck, method: str, forced: set[str]
+    src: psycopg.Connection,
+    tgt: psycopg.Connection,
+    schema: str,
+    check: TableCheck,
+    method: str,
+    forced: set[str] = frozenset(),
 ) -> str | None:
     """Both checksums of one table into ``check``; what prevented the comparison, if anything.
 
