@@ -188,6 +188,18 @@ SELECT (SELECT count(*) FROM pg_catalog.pg_largeobject_metadata)::bigint,
        pg_catalog.pg_total_relation_size('pg_catalog.pg_largeobject')::bigint
 """
 
+#: Large objects the current (source) role may not read: not superuser, not their owner's member, no
+#: SELECT for it or PUBLIC, and ``lo_compat_privileges`` off. ``pg_read_all_data`` does not cover them.
+LARGE_OBJECTS_UNREADABLE = """
+SELECT m.oid::bigint FROM pg_catalog.pg_largeobject_metadata m
+ WHERE NOT pg_catalog.current_setting('lo_compat_privileges')::bool
+   AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
+   AND NOT pg_catalog.pg_has_role(m.lomowner, 'USAGE')
+   AND NOT EXISTS (SELECT FROM pg_catalog.aclexplode(m.lomacl) a
+                    WHERE a.privilege_type = 'SELECT' AND (a.grantee = 0 OR pg_catalog.pg_has_role(a.grantee, 'USAGE')))
+ ORDER BY 1
+"""
+
 #: Columns of the selected schemas' tables whose text form can carry any byte: string types
 #: (through domains), user-defined types (citext, hstore, json, jsonb, xml, tsvector...),
 #: composites, and arrays of those. Names come back as the raw bytes the client must send.
@@ -778,6 +790,18 @@ def _large_objects(src: psycopg.Connection) -> list[dict[str, str]]:
     count, nbytes = src.execute(LARGE_OBJECTS).fetchone()
     if not count:
         return [finding("large objects", "ok", "none")]
+    unreadable = [str(r[0]) for r in src.execute(LARGE_OBJECTS_UNREADABLE).fetchall()]
+    if unreadable:
+        role = src.execute("SELECT current_user").fetchone()[0]
+        return [
+            finding(
+                "large objects",
+                "blocking",
+                f"the source role {role} may not read {len(unreadable)} of {count} large object(s) (pg_read_all_data "
+                f"does not cover large objects): OIDs {names_list(unreadable)}. GRANT SELECT ON LARGE OBJECT ... "
+                f"TO {role} (or make it a member of their owner), or migrate as a superuser",
+            )
+        ]
     return [
         finding(
             "large objects",
