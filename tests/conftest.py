@@ -11,6 +11,7 @@ master user is), dropped afterwards.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -75,6 +76,75 @@ def endpoint(server: localpg.Server, dbname: str, user: str, label: str) -> Endp
     )
 
 
+#: The least-privileged source role of a snapshot run: LOGIN, member of pg_read_all_data, nothing else
+#: (no superuser, no BYPASSRLS, no REPLICATION). Cluster-wide roles, so created idempotently under fixed
+#: names; passwords are derived from the server's superuser password (the same in every test session).
+READER = "pgmig_reader"
+#: The least-privileged source role of a replicate run: also REPLICATION (the slot), pg_read_all_stats
+#: (the cut-over sees other roles' write transactions) and a member of the tables' owner role
+#: (:data:`APP_OWNER`: publishing a table and REPLICA IDENTITY FULL need its owner).
+REPLICATOR = "pgmig_replicator"
+APP_OWNER = "pgmig_app_owner"
+ROLES = {
+    READER: ("LOGIN NOREPLICATION", ["pg_read_all_data"]),
+    APP_OWNER: ("NOLOGIN NOREPLICATION", []),
+    REPLICATOR: ("LOGIN REPLICATION", ["pg_read_all_data", "pg_read_all_stats", APP_OWNER]),
+}
+_roles: set[tuple[str, int, str]] = set()
+
+
+def role_password(server: localpg.Server, role: str) -> str:
+    return hashlib.sha256(f"{server.superuser_password}:{role}".encode()).hexdigest()[:32]
+
+
+def ensure_role(server: localpg.Server, role: str) -> str:
+    """Create or repair one of :data:`ROLES` on ``server`` (as its superuser); return its name."""
+    if (server.host, server.port, role) in _roles:
+        return role
+    attrs, groups = ROLES[role]
+    stmt = " " + attrs + " NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE PASSWORD {}"
+    with server.connect(autocommit=True) as conn:
+        for attempt in range(3):
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+            verb = "ALTER ROLE {} WITH" if exists else "CREATE ROLE {}"
+            try:
+                password = sql.Literal(role_password(server, role))
+                conn.execute(sql.SQL(verb + stmt).format(sql.Identifier(role), password))
+                break
+            except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+                if attempt == 2:  # another session created it at the same moment: alter it then
+                    raise
+        for group in groups:
+            if group in ROLES:
+                ensure_role(server, group)
+            conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(role)))
+    _roles.add((server.host, server.port, role))
+    return role
+
+
+#: pg_read_all_data does not cover large objects: SELECT on each, for ``role``.
+GRANT_LARGE_OBJECTS = """
+DO $$DECLARE o oid; BEGIN FOR o IN SELECT m.oid FROM pg_largeobject_metadata m
+ WHERE NOT EXISTS (SELECT FROM aclexplode(m.lomacl) a WHERE a.grantee = {role}::regrole AND a.privilege_type = 'SELECT')
+LOOP EXECUTE format('GRANT SELECT ON LARGE OBJECT %s TO %I', o, {role}); END LOOP; END$$
+"""
+
+#: Every schema, table, view, materialized view and free-standing sequence of the user schemas to ``role``.
+HAND_OVER = """
+DO $$DECLARE r record; BEGIN
+FOR r IN SELECT n.nspname FROM pg_namespace n WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema' LOOP
+  EXECUTE format('ALTER SCHEMA %I OWNER TO %I', r.nspname, {role});
+END LOOP;
+FOR r IN SELECT c.oid::regclass AS rel FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema' AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
+            AND (c.relkind <> 'S' OR NOT EXISTS (SELECT FROM pg_depend d WHERE d.objid = c.oid
+                 AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+                 AND d.refclassid = 'pg_class'::regclass)) LOOP
+  EXECUTE format('ALTER TABLE %s OWNER TO %I', r.rel, {role});
+END LOOP; END$$
+"""
+
+
 @dataclass
 class Pair:
     """A fresh source database and a fresh target database (owned by the non-superuser)."""
@@ -87,6 +157,32 @@ class Pair:
     @property
     def source(self) -> Endpoint:
         return endpoint(self.source_server, self.source_db, self.source_server.superuser, "source")
+
+    @property
+    def source_reader(self) -> Endpoint:
+        """The source as the least-privileged reader of a snapshot run (:data:`READER`, member of
+        ``pg_read_all_data``): what the main migration and validation tests read as."""
+        return self._source_as(READER)
+
+    @property
+    def source_replicator(self) -> Endpoint:
+        """The source as the least-privileged role of a replicate run (:data:`REPLICATOR`, with CREATE on
+        the database); the user schemas' objects are handed to its owner role :data:`APP_OWNER` first
+        (call it after loading)."""
+        ensure_role(self.source_server, REPLICATOR)
+        with self.source_su() as conn:
+            conn.execute(sql.SQL(HAND_OVER).format(role=sql.Literal(APP_OWNER)))
+            db = sql.Identifier(self.source_db)  # CREATE PUBLICATION needs CREATE on the database
+            conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(db, sql.Identifier(REPLICATOR)))
+        return self._source_as(REPLICATOR)
+
+    def _source_as(self, role: str) -> Endpoint:
+        s = self.source_server
+        ensure_role(s, role)
+        with self.source_su() as conn:
+            conn.execute(sql.SQL(GRANT_LARGE_OBJECTS).format(role=sql.Literal(role)))
+        password = role_password(s, role)
+        return Endpoint(host=s.host, port=s.port, dbname=self.source_db, user=role, password=password, label="source")
 
     @property
     def target(self) -> Endpoint:

@@ -27,6 +27,9 @@ object owners, roles          roles owning objects (mapped to the target user) a
 tablespaces                   tables/indexes outside the default tablespace (ignored on the target)
 foreign tables                blocking unless their foreign server exists on the target
 unlogged tables               copied, unlogged on the target too
+row security                  tables with row-level security (enabled, or forced) that the source
+                              role does not bypass (not superuser, not BYPASSRLS, not their owner
+                              unless forced): blocking, named -- COPY would read them through the policy
 tables without a primary key  listed (counts and checksums still validate them)
 large objects                 count and size (copied database-wide by one task)
 source/target connections     free sessions (server, database and role limits) for the pool size
@@ -168,10 +171,34 @@ SELECT s.srvname, w.fdwname,
   FROM pg_catalog.pg_foreign_server s JOIN pg_catalog.pg_foreign_data_wrapper w ON w.oid = s.srvfdw
 """
 
+#: Tables of the selected schemas whose row-level security the current (source) role does not bypass:
+#: a superuser or a BYPASSRLS role bypasses it always, the table's owner (or a member of the owner
+#: role) unless it is forced. ``pg_read_all_data`` does not bypass it.
+ROW_SECURITY = """
+SELECT n.nspname || '.' || c.relname AS name, c.relforcerowsecurity AS forced
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = ANY(%(schemas)s) AND c.relkind = 'r' AND c.relrowsecurity
+   AND NOT (SELECT r.rolsuper OR r.rolbypassrls FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
+   AND (c.relforcerowsecurity OR NOT pg_catalog.pg_has_role(c.relowner, 'USAGE'))
+ ORDER BY 1
+"""
+
 #: Large objects are database-wide; their size is read from the catalog's size (no data read).
 LARGE_OBJECTS = """
 SELECT (SELECT count(*) FROM pg_catalog.pg_largeobject_metadata)::bigint,
        pg_catalog.pg_total_relation_size('pg_catalog.pg_largeobject')::bigint
+"""
+
+#: Large objects the current (source) role may not read: not superuser, not their owner's member, no
+#: SELECT for it or PUBLIC, and ``lo_compat_privileges`` off. ``pg_read_all_data`` does not cover them.
+LARGE_OBJECTS_UNREADABLE = """
+SELECT m.oid::bigint FROM pg_catalog.pg_largeobject_metadata m
+ WHERE NOT pg_catalog.current_setting('lo_compat_privileges')::bool
+   AND NOT (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
+   AND NOT pg_catalog.pg_has_role(m.lomowner, 'USAGE')
+   AND NOT EXISTS (SELECT FROM pg_catalog.aclexplode(m.lomacl) a
+                    WHERE a.privilege_type = 'SELECT' AND (a.grantee = 0 OR pg_catalog.pg_has_role(a.grantee, 'USAGE')))
+ ORDER BY 1
 """
 
 #: Columns of the selected schemas' tables whose text form can carry any byte: string types
@@ -355,6 +382,7 @@ def run(source: Endpoint, target: Endpoint, inventory: dict[str, Any], params: d
             out += _roles(src, tgt, schemas, params)
             out += _tablespaces(src, schemas)
             out += _foreign_tables(src, tgt, schemas)
+            out += _row_security(src, schemas)
             out += _large_objects(src)
             out += _connections(src, tgt, params)
             out += _target_schemas(tgt, schemas, params)
@@ -768,10 +796,41 @@ def _foreign_tables(src: psycopg.Connection, tgt: psycopg.Connection, schemas: l
     return [finding("foreign tables", "warning", detail)]
 
 
+def _row_security(src: psycopg.Connection, schemas: list[str]) -> list[dict[str, str]]:
+    rows = src.execute(ROW_SECURITY, {"schemas": schemas}).fetchall()
+    role = src.execute("SELECT current_user").fetchone()[0]
+    if not rows:
+        return [finding("row security", "ok", "no selected table has row security the source role does not bypass")]
+    names = [f"{name} (forced)" if forced else name for name, forced in rows]
+    return [
+        finding(
+            "row security",
+            "blocking",
+            f"the source role {role} does not bypass the row-level security of {len(rows)} table(s): "
+            f"{names_list(names)}. Their policies would hide rows from the copy and from validation alike "
+            "(the migration reads with row_security = off, so these tables would fail). Migrate as a role "
+            "with BYPASSRLS (ALTER ROLE ... BYPASSRLS; on RDS/Aurora the master user may grant it) or as "
+            "the tables' owner when the security is not forced, or exclude the tables",
+        )
+    ]
+
+
 def _large_objects(src: psycopg.Connection) -> list[dict[str, str]]:
     count, nbytes = src.execute(LARGE_OBJECTS).fetchone()
     if not count:
         return [finding("large objects", "ok", "none")]
+    unreadable = [str(r[0]) for r in src.execute(LARGE_OBJECTS_UNREADABLE).fetchall()]
+    if unreadable:
+        role = src.execute("SELECT current_user").fetchone()[0]
+        return [
+            finding(
+                "large objects",
+                "blocking",
+                f"the source role {role} may not read {len(unreadable)} of {count} large object(s) (pg_read_all_data "
+                f"does not cover large objects): OIDs {names_list(unreadable)}. GRANT SELECT ON LARGE OBJECT ... "
+                f"TO {role} (or make it a member of their owner), or migrate as a superuser",
+            )
+        ]
     return [
         finding(
             "large objects",

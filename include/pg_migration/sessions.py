@@ -20,12 +20,18 @@ from include.pg_migration.errors import MigrationError, SnapshotLost
 
 log = logging.getLogger(__name__)
 
-#: Settings of every source session: never wait long for a lock on production, never run away.
+#: Settings of every source session: never wait long for a lock on production, never run away, and
+#: never read through a row-level security policy: with ``row_security = off`` a query that a policy
+#: would filter RAISES instead (as pg_dump does), so no row is lost silently.
 SOURCE_SETTINGS = {
+    "row_security": "off",
     "lock_timeout": "30s",
     "idle_in_transaction_session_timeout": "0",
     "statement_timeout": "0",  # a COPY of a big table legitimately takes hours
 }
+
+#: Settings of every target session that counts or hashes (validation): never through a policy.
+TARGET_READ_SETTINGS = {"row_security": "off"}
 
 #: Settings that fix how values are rendered as text, on both sides, for checksums and text COPY.
 TEXT_SETTINGS = {

@@ -356,3 +356,17 @@ def test_scan_mode(mode, expected, monkeypatch):
     monkeypatch.setenv(preflight.SCAN_ENV, mode)
     assert preflight.scan_mode({}) == expected
     assert preflight.scan_mode({"encoding_scan": "off"}) == ("off", None)  # a param beats the environment
+
+
+def test_large_objects_the_source_role_may_not_read_block_by_oid(pair):
+    """pg_read_all_data does not cover large objects: those the reader may not read are named up front."""
+    reader = pair.source_reader  # grants SELECT on the large objects existing now: none
+    with pair.source_su() as src:
+        src.execute("CREATE SCHEMA app")
+        readable, hidden = (src.execute("SELECT lo_from_bytea(0, 'x')").fetchone()[0] for _ in range(2))
+        src.execute(
+            sql.SQL("GRANT SELECT ON LARGE OBJECT {} TO {}").format(sql.Literal(readable), sql.Identifier(reader.user))
+        )
+    verdict, detail = one(findings(reader, pair.target), "large objects")
+    assert verdict == "blocking" and f"OIDs {hidden}." in detail and str(readable) not in detail, detail
+    assert one(findings(pair.source, pair.target), "large objects")[0] == "warning"  # a superuser reads them all

@@ -45,6 +45,7 @@ from psycopg.rows import dict_row
 from include.pg_migration import catalog, state
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import MigrationError
+from include.pg_migration.lo_digest import large_object_digests_both
 from include.pg_migration.phases.large_objects import copy_large_object
 from include.pg_migration.phases.validate import validate_and_record, validate_database
 from include.pg_migration.replicate import records
@@ -60,7 +61,9 @@ SELECT a.pid, a.usename::text AS usename, a.application_name, a.client_addr::tex
        a.xact_start, left(a.query, 120) AS query
   FROM pg_catalog.pg_stat_activity a
  WHERE a.datname = pg_catalog.current_database() AND a.pid <> pg_catalog.pg_backend_pid()
-   AND a.backend_xid IS NOT NULL AND a.backend_type = 'client backend'
+   AND a.backend_xid IS NOT NULL
+   -- backend_type is NULL for another role's session unless we have pg_read_all_stats: still a writer
+   AND coalesce(a.backend_type, 'client backend') = 'client backend'
 UNION ALL
 SELECT NULL, p.owner::text, 'prepared transaction ' || p.gid, NULL, p.prepared, ''
   FROM pg_catalog.pg_prepared_xacts p WHERE p.database = pg_catalog.current_database()
@@ -351,19 +354,16 @@ def sequences(source: Endpoint, target: Endpoint, cutover_run_id: str) -> list[d
     return out
 
 
-LO_DIGESTS = """
-SELECT m.oid::bigint, pg_catalog.md5(pg_catalog.lo_get(m.oid)) FROM pg_catalog.pg_largeobject_metadata m ORDER BY 1
-"""
-
-
 def large_objects(source: Endpoint, target: Endpoint, cutover_run_id: str) -> dict[str, Any]:
-    """Large objects are not replicated: re-copy those whose content differs, unlink those gone."""
+    """Large objects are not replicated: re-copy those whose content differs (digests over chunked reads,
+    both sides at once: :func:`.lo_digest.large_object_digests_both`), unlink those gone."""
     with (
         source.connect("pg_migration cutover", autocommit=True) as src,
         target.connect("pg_migration cutover", autocommit=True) as tgt,
     ):
+        apply_settings(src, SOURCE_SETTINGS)
         rep = records.by_cutover(tgt, cutover_run_id)
-        src_lo, tgt_lo = dict(src.execute(LO_DIGESTS).fetchall()), dict(tgt.execute(LO_DIGESTS).fetchall())
+        src_lo, tgt_lo = large_object_digests_both(src, tgt)
         changed = sorted(o for o, d in src_lo.items() if tgt_lo.get(o) != d)
         gone = sorted(set(tgt_lo) - set(src_lo))
         for oid in gone:

@@ -40,12 +40,20 @@ prove, per schema and per table, that the target equals the source.
   materialized views, functions, triggers, sequences and privileges, per schema, diffed.
 * **Sequences** -- the target's value must be at least what post-data set (never behind); the
   report shows the drift of a live source.
+* **Large objects** (:func:`validate_database`) -- count and content, by a digest over 1 MiB
+  ``lo_get`` reads (:mod:`include.pg_migration.lo_digest`), both sides in parallel; the seconds it
+  took are recorded (``database.large_objects.seconds`` of the report).
+* **Row security** -- never counted through a policy: both sides read with ``row_security = off`` (a
+  source table the role does not bypass is a mismatch by name, never a filtered count); a target
+  table with FORCE ROW LEVEL SECURITY is read with the forcing lifted in a rolled-back transaction.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -55,11 +63,25 @@ from psycopg import sql
 from include.pg_migration import state
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import SnapshotLost
-from include.pg_migration.sessions import SOURCE_SETTINGS, TEXT_SETTINGS, apply_settings, open_source_snapshot
+from include.pg_migration.lo_digest import compare_large_objects, large_object_digests_both
+from include.pg_migration.sessions import (
+    SOURCE_SETTINGS,
+    TARGET_READ_SETTINGS,
+    TEXT_SETTINGS,
+    apply_settings,
+    open_source_snapshot,
+)
 
 SCHEMA_TABLES = """
 SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = %(schema)s AND c.relkind = 'r' ORDER BY c.relname
+"""
+
+#: Tables of a schema with FORCE ROW LEVEL SECURITY: even their owner reads them through the policies, so
+#: the target counts and hashes them with the forcing lifted, in a transaction that is rolled back.
+FORCED_ROW_SECURITY = """
+SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = %(schema)s AND c.relkind = 'r' AND c.relforcerowsecurity
 """
 
 #: Built-in types (``pg_catalog``) hashed from their binary form when the catalog also shows a default
@@ -210,8 +232,43 @@ class SchemaValidation:
         return data
 
 
-def _count(conn: psycopg.Connection, schema: str, table: str) -> int:
-    return conn.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(sql.Identifier(schema, table))).fetchone()[0]
+def _count(conn: psycopg.Connection, schema: str, table: str, forced: set[str] = frozenset()) -> int:
+    with unforced(conn, schema, table, forced):
+        query = sql.SQL("SELECT count(*) FROM ONLY {}").format(sql.Identifier(schema, table))
+        return conn.execute(query).fetchone()[0]
+
+
+def _try_count(
+    conn: psycopg.Connection,
+    schema: str,
+    table: str,
+    result: SchemaValidation,
+    side: str,
+    forced: set[str] = frozenset(),
+) -> int | None:
+    """:func:`_count`, or None and a mismatch naming the table when the role may not read it (row
+    security with ``row_security = off``, no SELECT right, not the owner of a forced table)."""
+    try:
+        return _count(conn, schema, table, forced)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        result.mismatches.append(
+            f"table {schema}.{table}: cannot be counted on the {side} ({exc.diag.message_primary})"
+        )
+        return None
+
+
+@contextlib.contextmanager
+def unforced(tgt: psycopg.Connection, schema: str, table: str, forced: set[str]) -> Iterator[None]:
+    """Read a target table (autocommit session, ``row_security = off``) never through a policy: one in
+    ``forced`` (:data:`FORCED_ROW_SECURITY`) with ``NO FORCE ROW LEVEL SECURITY`` (its owner, the target
+    role, may), inside a transaction that is rolled back -- the forcing is never lifted for anyone else."""
+    if table not in forced:
+        yield
+        return
+    with tgt.transaction(force_rollback=True):
+        tgt.execute("SET LOCAL lock_timeout = '30s'")  # ALTER TABLE takes an ACCESS EXCLUSIVE lock until rollback
+        tgt.execute(sql.SQL("ALTER TABLE ONLY {} NO FORCE ROW LEVEL SECURITY").format(sql.Identifier(schema, table)))
+        yield
 
 
 #: Per-row hashes. Binary (both servers 14+): each value by its type's extended hash function; the
@@ -305,14 +362,18 @@ def validate_schema(
     app = f"pg_migration validate {schema}"[:63]
     with source.connect(app, autocommit=True) as src, target.connect(app, autocommit=True) as tgt:
         apply_settings(src, {**SOURCE_SETTINGS, **TEXT_SETTINGS})
-        apply_settings(tgt, TEXT_SETTINGS)
+        apply_settings(tgt, {**TARGET_READ_SETTINGS, **TEXT_SETTINGS})
         recorded = state.loaded_tables(tgt, [schema]) if state.exists(tgt) else {}
         src_tables = [r[0] for r in src.execute(SCHEMA_TABLES, {"schema": schema})]
         tgt_tables = {r[0] for r in tgt.execute(SCHEMA_TABLES, {"schema": schema})}
+        forced = {r[0] for r in tgt.execute(FORCED_ROW_SECURITY, {"schema": schema})}
         for table in src_tables:
             check = TableCheck(table=table)
             result.tables.append(check)
-            check.source_rows_now = _count(src, schema, table)
+            check.source_rows_now = _try_count(src, schema, table, result, "source")
+            if check.source_rows_now is None:
+                check.status = "mismatch"
+                continue
             rec = recorded.get((schema, table))
             if run_id is not None and rec is not None:
                 check.source_rows = rec["source_rows"]
@@ -324,7 +385,10 @@ def validate_schema(
                 check.status = "missing"
                 result.mismatches.append(f"table {schema}.{table} is missing on the target")
                 continue
-            check.target_rows = _count(tgt, schema, table)
+            check.target_rows = _try_count(tgt, schema, table, result, "target", forced)
+            if check.target_rows is None:
+                check.status = "mismatch"
+                continue
             if check.target_rows != check.source_rows:
                 check.status = "mismatch"
                 lost = check.source_rows - check.target_rows
@@ -338,10 +402,11 @@ def validate_schema(
                     check.note + "; " if check.note else ""
                 ) + f"changed after the dump ({delta:+d} rows since)"
         for table in sorted(tgt_tables - set(src_tables)):
-            result.tables.append(TableCheck(table=table, target_rows=_count(tgt, schema, table), status="extra"))
+            rows = _count(tgt, schema, table, forced)
+            result.tables.append(TableCheck(table=table, target_rows=rows, status="extra"))
             result.mismatches.append(f"table {schema}.{table} exists only on the target")
         if mode == "checksums":
-            _checksums(source, tgt, schema, result, snapshot_id, app)
+            _checksums(source, tgt, schema, result, snapshot_id, app, forced)
         if structure:
             result.structure_diffs = diff_inventory(inventory(src, schema), inventory(tgt, schema))
             result.mismatches += [f"structure: {d}" for d in result.structure_diffs]
@@ -351,7 +416,13 @@ def validate_schema(
 
 
 def _checksums(
-    source: Endpoint, tgt: psycopg.Connection, schema: str, result: SchemaValidation, snapshot_id: str | None, app: str
+    source: Endpoint,
+    tgt: psycopg.Connection,
+    schema: str,
+    result: SchemaValidation,
+    snapshot_id: str | None,
+    app: str,
+    forced: set[str],
 ) -> None:
     """Checksums on both sides; the source's in the run's snapshot when it is still held."""
     try:
@@ -371,7 +442,7 @@ def _checksums(
         for check in result.tables:
             if check.status in ("missing", "extra"):
                 continue
-            problem = _checksum_pair(src, tgt, schema, check, method)
+            problem = _checksum_pair(src, tgt, schema, check, method, forced)
             if problem:
                 check.status = "mismatch"
                 result.mismatches.append(f"table {schema}.{check.table}: {problem}")
@@ -384,7 +455,12 @@ def _checksums(
 
 
 def _checksum_pair(
-    src: psycopg.Connection, tgt: psycopg.Connection, schema: str, check: TableCheck, method: str
+    src: psycopg.Connection,
+    tgt: psycopg.Connection,
+    schema: str,
+    check: TableCheck,
+    method: str,
+    forced: set[str] = frozenset(),
 ) -> str | None:
     """Both checksums of one table into ``check``; what prevented the comparison, if anything.
 
@@ -407,7 +483,8 @@ def _checksum_pair(
             return (
                 f"content not compared: columns differ (only on the source {only_src}, only on the target {only_tgt})"
             )
-        check.target_checksum = checksum(tgt, schema, table, expr)
+        with unforced(tgt, schema, table, forced):
+            check.target_checksum = checksum(tgt, schema, table, expr)
     except psycopg.OperationalError:
         raise
     except psycopg.DatabaseError as exc:
@@ -454,19 +531,26 @@ def _sequences(
 
 
 def validate_database(source: Endpoint, target: Endpoint) -> dict[str, Any]:
-    """Database-wide checks: large object count and database-level settings."""
+    """Database-wide checks: large objects (count and content, :func:`.lo_digest.large_object_digests`, both sides
+    in parallel; the time it took is recorded) and database-level settings."""
     with (
         source.connect("pg_migration validate", autocommit=True) as src,
         target.connect("pg_migration validate", autocommit=True) as tgt,
     ):
-        lo = [c.execute("SELECT count(*) FROM pg_catalog.pg_largeobject_metadata").fetchone()[0] for c in (src, tgt)]
+        apply_settings(src, SOURCE_SETTINGS)
+        apply_settings(tgt, TARGET_READ_SETTINGS)
+        started = time.monotonic()
+        src_lo, tgt_lo = large_object_digests_both(src, tgt)
+        lo_seconds = round(time.monotonic() - started, 3)
         settings = [{tuple(r) for r in c.execute(DB_SETTINGS).fetchall()} for c in (src, tgt)]
     mismatches = []
-    if lo[0] != lo[1]:
-        mismatches.append(f"large objects: source {lo[0]}, target {lo[1]}")
+    if len(src_lo) != len(tgt_lo):
+        mismatches.append(f"large objects: source {len(src_lo)}, target {len(tgt_lo)}")
+    mismatches += compare_large_objects(src_lo, tgt_lo)
     for role, setting in sorted(settings[0] - settings[1]):
         mismatches.append(f"setting {setting!r} of {role} missing on the target")
-    return {"large_objects": {"source": lo[0], "target": lo[1]}, "mismatches": mismatches}
+    large_objects = {"source": len(src_lo), "target": len(tgt_lo), "content": "digest", "seconds": lo_seconds}
+    return {"large_objects": large_objects, "mismatches": mismatches}
 
 
 def validate_and_record(

@@ -23,7 +23,7 @@ Layout::
                   "units": [{"unit_id", "status", "attempts", "seconds", "bytes", "error"}],
                   "tables": [{"table", "source_rows", "target_rows", "source_rows_now", "status", "note"}],
                   "mismatches": [...], "structure_diffs": [...], "sequences": [...], "notes": [...]}],
-     "database": {"large_objects": {...}, "mismatches": [...]},
+     "database": {"large_objects": {"source", "target", "content": "digest", "seconds"}, "mismatches": [...]},
      "phases": {"pre-data": {...}, "large-objects": {...}, "post-data": {...}},
      "failures": [...], "warnings": [...],
      "rehearsal": {"window_h", "total_seconds", "predicted", "fits_window", "verdict", "previous_run_id",   # optional

@@ -37,6 +37,8 @@ def _identity(p, table: str) -> tuple[str, str]:
 
 
 def test_writes_during_and_after_the_copy_end_equal_after_cutover(rpair, tmp_path, caplog):
+    """The source is read, published and cut over as the least-privileged replicate role (REPLICATION,
+    pg_read_all_data, pg_read_all_stats, member of the tables' owner role), never as a superuser."""
     caplog.set_level(logging.DEBUG)
     p = rpair
     with p.source_su() as src:
@@ -44,7 +46,13 @@ def test_writes_during_and_after_the_copy_end_equal_after_cutover(rpair, tmp_pat
     rid = run_id()
     writer = Writer(p.source_server.dsn(p.source_db))
     run = ReplicateRun(
-        p.source, p.target, rid, publisher=publisher(p), replica_identity_full=True, pool_size=2, log_dir=tmp_path
+        p.source_replicator,
+        p.target,
+        rid,
+        publisher=publisher(p),
+        replica_identity_full=True,
+        pool_size=2,
+        log_dir=tmp_path,
     )
     writer.start()
     try:
