@@ -123,8 +123,9 @@ WITH RECURSIVE roots(classid, objid, objsubid) AS (
       ) x
 ), described AS (
     SELECT o.classid, o.objid, o.objsubid, i.type, i.identity,
-           coalesce(i.schema, (
-               SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+           coalesce(i.schema, (  -- pg_identify_object's schema is quoted where needed: quote these too
+               SELECT pg_catalog.quote_ident(n.nspname)
+                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                 WHERE c.oid = CASE o.classid
                     WHEN 'pg_catalog.pg_attrdef'::pg_catalog.regclass
                         THEN (SELECT a.adrelid FROM pg_catalog.pg_attrdef a WHERE a.oid = o.objid)
@@ -135,14 +136,16 @@ WITH RECURSIVE roots(classid, objid, objsubid) AS (
                     WHEN 'pg_catalog.pg_policy'::pg_catalog.regclass
                         THEN (SELECT p.polrelid FROM pg_catalog.pg_policy p WHERE p.oid = o.objid) END
            ), (
-               SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+               SELECT pg_catalog.quote_ident(n.nspname)
+                 FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
                 WHERE o.classid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND e.oid = o.objid
            )) AS schema
       FROM doomed o, LATERAL pg_catalog.pg_identify_object(o.classid, o.objid, o.objsubid) i
 )
 SELECT DISTINCT o.type || ' ' || o.identity
   FROM described o
- WHERE (o.schema IS NULL OR o.schema <> ALL(%(schemas)s)) AND o.schema IS DISTINCT FROM 'pg_toast'
+ WHERE (o.schema IS NULL OR o.schema <> ALL(SELECT pg_catalog.quote_ident(s) FROM unnest(%(schemas)s::text[]) s))
+   AND o.schema IS DISTINCT FROM 'pg_toast'
    AND NOT EXISTS (SELECT 1 FROM roots r WHERE r.classid = o.classid AND r.objid = o.objid)
    AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                     WHERE d.classid = o.classid AND d.objid = o.objid AND d.objsubid = o.objsubid AND d.deptype = 'i')
@@ -296,9 +299,13 @@ def _apply_pre_data(
         for extname, ext_schema in extensions:
             _create_extension(tgt, extname, ext_schema)
         for entry in entries:
-            if entry.type in ("SCHEMA", "EXTENSION"):
-                continue  # extensions: created above, only where missing (an administrator may have)
-            if entry.type == "ACL" or (entry.type == "COMMENT" and entry.name.startswith(("SCHEMA ", "EXTENSION "))):
+            if entry.type in ("SCHEMA", "EXTENSION") or (
+                entry.type == "COMMENT" and entry.name.startswith("EXTENSION ")
+            ):
+                # Extensions: created above, only where missing (an administrator may have); their
+                # comment is the extension's own, from its control file, on the target too.
+                continue
+            if entry.type == "ACL" or (entry.type == "COMMENT" and entry.name.startswith("SCHEMA ")):
                 warning = _apply_privileges(tgt, entry)
                 if warning:
                     warnings.append(warning)

@@ -3,6 +3,11 @@ and privileges on an extension's own objects are carried or reported by name (it
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 
 import psycopg
@@ -13,7 +18,7 @@ from include.pg_migration.errors import ConfigError
 from include.pg_migration.harness import LocalRun, migrate_locally
 from include.pg_migration.phases.validate import validate_schema
 from include.pg_migration.run_order import PRE_DATA
-from include.pg_migration.runner import run_local
+from include.pg_migration.runner import local_env, run_local
 from tests.conftest import assert_equal_data, table_fingerprints
 
 #: Every user object of the target database, with its definition where it has one.
@@ -98,6 +103,44 @@ def test_a_rerun_refuses_to_drop_objects_of_other_schemas_naming_each_then_repla
     assert any("replace_dependents" in w and "reporting.big_orders" in w for w in detail["warnings"])
 
 
+def _pre_data_killed_while_dropping(pair, run: LocalRun) -> None:
+    """Start the run's pre-data worker, SIGKILL it while its transaction waits to drop ``sales`` (a
+    session holds a lock there), then let its orphaned server session end (its transaction rolls back)."""
+    blocker = pair.target_server.connect(pair.target_db)
+    blocker.execute("LOCK TABLE sales.orders IN ACCESS SHARE MODE")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "include.pg_migration.worker"],
+        env=local_env(run.env(PRE_DATA)),
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert _wait_for(pair, DROP_WAITING, present=True), "pre-data never reached its DROP SCHEMA"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        blocker.rollback()
+        blocker.close()
+    assert _wait_for(pair, DROP_WAITING.replace("AND wait_event_type = 'Lock'", ""), present=False)
+
+
+DROP_WAITING = """
+SELECT count(*) FROM pg_catalog.pg_stat_activity
+ WHERE datname = %s AND query ILIKE 'DROP SCHEMA%%' AND wait_event_type = 'Lock'
+"""
+
+
+def _wait_for(pair, query: str, present: bool, timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    with pair.target_su() as tgt:
+        while time.monotonic() < deadline:
+            if bool(tgt.execute(query, (pair.target_db,)).fetchone()[0]) == present:
+                return True
+            time.sleep(0.05)
+    return False
+
+
 def test_a_retried_pre_data_of_the_same_run_drops_its_own_schemas_and_ends_equal(pair):
     with pair.source_su() as src:
         src.execute("""
@@ -109,9 +152,14 @@ def test_a_retried_pre_data_of_the_same_run_drops_its_own_schemas_and_ends_equal
         tgt.execute("CREATE SCHEMA sales; CREATE TABLE sales.orders (id int PRIMARY KEY, stale text)")
     run = LocalRun(pair.source, pair.target, _run_id(), include=["sales"])
     try:
-        plan = run.start()  # pre-data drops and re-creates sales (it existed before this run)
-        run_local(run.env(PRE_DATA), label="pre-data retry")  # the retry: sales is now this run's own
-        for unit in plan["units"]:
+        steps = run.steps()
+        run._walk(steps[: [s.task_id for s in steps].index("pre_data")])
+        _pre_data_killed_while_dropping(pair, run)  # attempt 1: killed, rolled back
+        run_local(run.env(PRE_DATA), label="pre-data")  # attempt 2: sales existed before the run
+        with pair.target_su() as tgt:
+            assert tgt.execute("SELECT to_regclass('sales.recent') IS NOT NULL").fetchone()[0]
+        run_local(run.env(PRE_DATA), label="pre-data")  # attempt 3 (re-invoked): sales is the run's own now
+        for unit in run.plan["units"]:
             run.unit(unit["unit_id"])
         run.finish()
     finally:
@@ -122,7 +170,7 @@ def test_a_retried_pre_data_of_the_same_run_drops_its_own_schemas_and_ends_equal
         detail = tgt.execute(
             "SELECT detail FROM _pg_migration.phases WHERE run_id = %s AND phase = 'pre-data'", (run.run_id,)
         ).fetchone()[0]
-    assert created == [(run.run_id, "schema", "sales", True)]  # the first attempt's record, kept by the retry
+    assert created == [(run.run_id, "schema", "sales", True)]  # attempt 2's record, kept by attempt 3
     assert detail["dropped_own"] == ["sales"] and detail["dropped_existing"] == []
 
 
