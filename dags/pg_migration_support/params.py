@@ -110,6 +110,16 @@ def migration_params(target_conn_id: str = "pg_target") -> dict[str, Param]:
             description="Create roles that grants name but the target lacks (NOLOGIN, no "
             "password); otherwise those grants are reported and skipped.",
         ),
+        "replace_dependents": Param(
+            False,
+            type="boolean",
+            title="Replace dependent objects",
+            description="A schema already on the target is dropped and re-created (public: the objects "
+            "re-created). If that would also drop objects OUTSIDE the migrated schemas that depend on "
+            "them (a view, foreign key, function, type or column default of another schema, e.g. one "
+            "migrated by an earlier run), the run refuses, naming each, and changes nothing. true: drop "
+            "them (the report lists them; re-create them afterwards).",
+        ),
         "pool_size": Param(
             4,
             type="integer",

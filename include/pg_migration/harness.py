@@ -69,12 +69,19 @@ class LocalRun:
         consistent: bool = True,
         resume: bool = False,
         create_roles: bool = True,
+        replace_dependents: bool = False,
         dag_id: str = run_order.RUN_DAG_ID,
         log_dir: Path | None = None,
     ):
         self.source, self.target, self.run_id, self.dag_id = source, target, run_id, dag_id
         self.include, self.exclude, self.pool_size = include, exclude, pool_size
-        self.params = {"resume": resume, "consistent": consistent, "create_roles": create_roles, "pool_size": pool_size}
+        self.params = {
+            "resume": resume,
+            "consistent": consistent,
+            "create_roles": create_roles,
+            "replace_dependents": replace_dependents,
+            "pool_size": pool_size,
+        }
         self.consistent = consistent
         self.validation = "counts"
         self.log_dir = log_dir or Path("/tmp")

@@ -90,6 +90,10 @@ def installed(tool: str = "pg_dump") -> tuple[Tool, ...]:
     return tuple(sorted(found.values(), key=lambda t: (t.major, t.path)))
 
 
+#: The first pg_dump with ``--extension``.
+EXTENSION_OPTION_MAJOR = 14
+
+
 def choose(source_version_num: int, tool: str = "pg_dump") -> Tool:
     """The oldest installed ``tool`` whose major version is >= the source's."""
     return pick(installed(tool), source_version_num, tool)
@@ -122,8 +126,13 @@ def dump_schema(
     source_version_num: int,
     application_name: str,
     lock_wait_timeout: str = "60s",
+    extensions: list[str] | None = None,
 ) -> str:
-    """Run ``pg_dump --schema-only --section=...`` for the schemas; return the SQL text."""
+    """Run ``pg_dump --schema-only --section=...`` for the schemas; return the SQL text.
+
+    ``extensions`` (pg_dump 14+, see :data:`EXTENSION_OPTION_MAJOR`): also dump these extensions, for
+    what ``--schema`` alone never carries: the GRANT/REVOKE on the extensions' own objects that differ
+    from their ``pg_init_privs``."""
     tool = choose(source_version_num)
     args = [
         tool.path,
@@ -143,6 +152,9 @@ def dump_schema(
         args.append(f"--snapshot={snapshot}")
     for schema in schemas:
         args += ["--schema", quote_pattern(schema)]
+    if tool.major >= EXTENSION_OPTION_MAJOR:
+        for extension in extensions or []:
+            args += ["--extension", quote_pattern(extension)]
     env = child_env(source.libpq_env(application_name))
     proc = subprocess.run(args, env=env, capture_output=True, text=True, start_new_session=True)
     if proc.returncode != 0:

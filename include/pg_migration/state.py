@@ -14,6 +14,8 @@ Tables (all keyed so that a retried unit overwrites, never duplicates):
               to: a data unit builds its tables' indexes and keys from here, post-data the rest.
 ``phases``    pre-data / large objects / post-data: status and details (warnings) per run.
 ``validations`` one row per (run, schema): the validation result the report is built from.
+``created``   what a run's pre-data created, written in its transaction: the schemas it (re-)created and
+              whether each existed before the run (a retry drops these as the run's own).
 ``guard``     at most one row: the run that currently holds the target (spans every DAG).
 
 Remove it all with ``python -m include.pg_migration.state drop`` (or ``DROP SCHEMA _pg_migration CASCADE``).
@@ -111,6 +113,14 @@ CREATE TABLE IF NOT EXISTS {s}.validations (
     result jsonb NOT NULL,
     validated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (run_id, schema_name)
+);
+CREATE TABLE IF NOT EXISTS {s}.created (
+    run_id text NOT NULL,
+    kind text NOT NULL,
+    name text NOT NULL,
+    existed_before boolean NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (run_id, kind, name)
 );
 CREATE TABLE IF NOT EXISTS {s}.guard (
     id int PRIMARY KEY DEFAULT 1 CHECK (id = 1),
@@ -258,6 +268,25 @@ def phases_of_run(conn: psycopg.Connection, run_id: str) -> dict[str, dict[str, 
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(q("SELECT * FROM {s}.phases WHERE run_id = %s"), (run_id,)).fetchall()
     return {r["phase"]: r for r in rows}
+
+
+# -- what a run created -----------------------------------------------------------------------------
+
+
+def record_created(conn: psycopg.Connection, run_id: str, kind: str, existed_before: dict[str, bool]) -> None:
+    """Record objects (``kind``: ``schema``) the run created; a later attempt keeps the first record."""
+    with conn.cursor() as cur:
+        cur.executemany(
+            q("""INSERT INTO {s}.created (run_id, kind, name, existed_before) VALUES (%s, %s, %s, %s)
+                 ON CONFLICT (run_id, kind, name) DO NOTHING"""),
+            [(run_id, kind, name, existed) for name, existed in existed_before.items()],
+        )
+
+
+def created_by(conn: psycopg.Connection, run_id: str, kind: str) -> set[str]:
+    """The names of the objects of ``kind`` that the run's pre-data created (its own, from its records)."""
+    rows = conn.execute(q("SELECT name FROM {s}.created WHERE run_id = %s AND kind = %s"), (run_id, kind))
+    return {r[0] for r in rows}
 
 
 # -- validations ------------------------------------------------------------------------------------

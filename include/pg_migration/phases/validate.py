@@ -138,9 +138,11 @@ SELECT a.attname FROM pg_catalog.pg_attribute a
 """
 
 #: (kind, name, definition) of every object of a schema; compared as sets between the two sides.
+#: ``name`` is text (a ``name`` first column would cut every later row's name to 63 bytes: privileges
+#: on long function signatures would then compare equal whoever they are granted to).
 INVENTORY = """
 WITH ns AS (SELECT oid, nspname, nspowner, nspacl FROM pg_catalog.pg_namespace WHERE nspname = %(schema)s)
-SELECT 'table' AS kind, c.relname AS name, c.relkind::text AS definition
+SELECT 'table' AS kind, c.relname::text AS name, c.relkind::text AS definition
   FROM pg_catalog.pg_class c JOIN ns ON ns.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'f')
 UNION ALL
 SELECT 'column', c.relname || '.' || a.attname,
