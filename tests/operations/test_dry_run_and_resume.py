@@ -76,10 +76,11 @@ def test_dry_run_plans_and_leaves_the_target_untouched(demo_pair, dag_runner):
         "target connections",
         "tables without a primary key",
     } <= checks
-    if "forecast" in plan:  # once the plan step merges history.forecast (docs/operations.md, wiring)
-        assert {s["schema"] for s in plan["schema_sizes"]} == set(plan["schemas"])
-        assert [u["unit_id"] for u in plan["forecast"]["schedule"]] == [u["unit_id"] for u in units]
-        assert plan["forecast"]["pool_size"] == 3 and plan["forecast"]["bandwidth_mb_s"] == 50
+    # the plan step merges history.forecast (docs/operations.md): the report must carry it
+    assert "forecast" in plan and "schema_sizes" in plan, f"the plan has no forecast: {sorted(plan)}"
+    assert {s["schema"] for s in plan["schema_sizes"]} == set(plan["schemas"])
+    assert [u["unit_id"] for u in plan["forecast"]["schedule"]] == [u["unit_id"] for u in units]
+    assert plan["forecast"]["pool_size"] == 3 and plan["forecast"]["bandwidth_mb_s"] == 50
     md = (result.report_dir / "report.md").read_text()
     assert md.startswith("# pg-migration report: PLANNED") and "## Plan" in md and "## Pre-flight" in md
 
