@@ -156,4 +156,5 @@ def test_kill_and_retry(seed, pg_servers, kill_source):
         if _scenario(seed, rnd, pg_servers, kill_source):
             print(f"seed {seed}: the kill landed at {KILL_POINTS[seed % len(KILL_POINTS)]} in scenario {attempt}")
             return
+        print(f"seed {seed}: scenario {attempt}: the kill missed {KILL_POINTS[seed % len(KILL_POINTS)]}, again")
     pytest.fail(f"seed {seed}: the kill never landed at {KILL_POINTS[seed % len(KILL_POINTS)]} in {ATTEMPTS} scenarios")

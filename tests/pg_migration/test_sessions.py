@@ -99,7 +99,7 @@ def test_a_retry_ends_every_stale_session_of_its_unit(pair):
     try:
         stale = [
             pair.target.connect(tag(run.run_id, SHORT), autocommit=True),
-            pair.target.connect(_index_tag(run.run_id, SHORT), autocommit=True),
+            pair.target.connect(tag(run.run_id, SHORT, sessions.INDEX), autocommit=True),  # as IndexBuilder tags it
         ]
         bystander = pair.target.connect(tag(run.run_id, UNIT_A), autocommit=True)
         run.unit(SHORT)  # the retry
@@ -109,10 +109,3 @@ def test_a_retry_ends_every_stale_session_of_its_unit(pair):
             c.close()
     finally:
         run.close()
-
-
-def _index_tag(run_id: str, unit_id: str) -> str:
-    """The index builder's tag as the worker sets it."""
-    if hasattr(sessions, "INDEX"):
-        return tag(run_id, unit_id, sessions.INDEX)
-    return tag(run_id, unit_id) + " idx"  # before the fix (issue 19)
