@@ -3,7 +3,7 @@
 Seeds 0..19 (``PG_MIGRATION_KILL_TRIALS``), the kill point by ``seed % 3``: seeds 0, 1 and 2 (one per
 kill point) run in ``make test``/CI, the others are ``slow``; ``make test-slow`` runs all 20 (marker
 ``kill``). A trial counts only when its kill landed where intended (the pre-data worker still
-running after it started work, a COPY or an index build active a moment before the kill): otherwise
+running after it started work, a COPY or an index build active the instant before the kill): otherwise
 the scenario starts again on a fresh target with a new random delay, at most ``ATTEMPTS`` times, and
 the trial fails if it never lands.
 """
@@ -71,7 +71,7 @@ def _wait_for(conn, query: str, args: tuple, proc: subprocess.Popen, timeout: fl
     while time.monotonic() < deadline and proc.poll() is None:
         if conn.execute(query, args).fetchone()[0]:
             return True
-        time.sleep(0.005)
+        time.sleep(0.001)
     return False
 
 
@@ -103,8 +103,9 @@ def _kill_pre_data(run: LocalRun, pair: Pair, rnd: random.Random) -> bool:
 
 
 def _kill_unit(run: LocalRun, pair: Pair, rnd: random.Random, unit_id: str, point: str) -> bool:
-    """Start a unit's worker, SIGKILL it a random moment after its COPY (``load``) or an index build
-    (``index``) shows on the target, if that is still active just before the kill."""
+    """Start a unit's worker; once its first COPY (``load``) or index build (``index``) shows on the
+    target, wait a random moment, then SIGKILL it the instant such a statement is active again
+    (the same one or a later table's). True when the kill landed so; False when the unit finished first."""
     if point == "load":
         query, args = ACTIVE, (tag_prefix(run.run_id, unit_id), ["COPY%"])
     else:
@@ -112,8 +113,8 @@ def _kill_unit(run: LocalRun, pair: Pair, rnd: random.Random, unit_id: str, poin
     proc = _start(run, "data", unit_id)
     with pair.target_su() as tgt:
         seen = _wait_for(tgt, query, args, proc)
-        time.sleep(rnd.uniform(0, 0.05))
-        still = seen and bool(tgt.execute(query, args).fetchone()[0])
+        time.sleep(rnd.uniform(0, 0.1))
+        still = seen and _wait_for(tgt, query, args, proc)
         return _kill(proc) and still
 
 
