@@ -39,8 +39,9 @@ TEXT_SETTINGS = {
     "bytea_output": "hex",
 }
 
-#: Ends the sessions of one run+unit, of every kind: the prefix is hex digits and spaces only (no
-#: LIKE metacharacters), and the hash in it is that unit's alone whatever its name's length.
+#: Ends the sessions of one run+unit, of every kind, by the tags' identifying prefix: printable ASCII
+#: (which the server keeps as is, while it rewrites other characters of an application_name), no
+#: pattern (starts_with, not LIKE), its hash that unit's alone whatever the name's length.
 TERMINATE_TAGGED = """
 SELECT pg_catalog.pg_terminate_backend(pid, 5000)
   FROM pg_catalog.pg_stat_activity

@@ -109,3 +109,14 @@ def test_a_retry_ends_every_stale_session_of_its_unit(pair):
             c.close()
     finally:
         run.close()
+
+
+def test_multibyte_unit_names_end_only_their_own_sessions(pair):
+    """The server rewrites non-ASCII characters of an application_name: the ASCII prefix still
+    matches, and a unit whose name differs only after 40 multibyte characters is a different unit."""
+    run_id, unit, other = f"test__{uuid.uuid4().hex[:8]}", "表" * 40, "表" * 40 + "x"
+    mine = pair.target.connect(tag(run_id, unit, sessions.INDEX), autocommit=True)
+    theirs = pair.target.connect(tag(run_id, other), autocommit=True)
+    with pair.target.connect(tag(run_id, unit), autocommit=True) as retry, mine, theirs:
+        assert sessions.end_stale_sessions(retry, run_id, unit) == 1
+        assert not _alive(mine) and _alive(theirs)
