@@ -17,7 +17,7 @@ help:
 	@echo "make pg           start the local PostgreSQL servers (source 55432, target 55433, pg18 55434)"
 	@echo "make demo         load the demo warehouse and run the migration DAG (scripts/demo.py)"
 	@echo "make test         run the test suite (pytest -q)"
-	@echo "make test-slow    run only the tests marked slow (pytest -q -m slow)"
+	@echo "make test-slow    run the slow tests and all 20 SIGKILL seeds (pytest -q -m 'slow or kill')"
 	@echo "make lint         ruff check ., ruff format --check . and lint-imports (the import contracts)"
 	@echo "make bench        run the benchmark (bench/run.py)"
 	@echo "make stack        local Airflow (bin/airflow standalone, UI on :8080)"
@@ -44,7 +44,7 @@ test: venv pg
 	"$(VPY)" -m pytest -q
 
 test-slow: venv pg
-	"$(VPY)" -m pytest -q -m slow
+	"$(VPY)" -m pytest -q -m "slow or kill"
 
 lint: venv
 	"$(VENV)/bin/ruff" check .

@@ -1,9 +1,12 @@
 """Sessions the worker opens: tagged, time-limited, and able to clear a dead attempt's leftovers.
 
-Every session of a unit carries ``application_name = "pgmig <run> <unit>"``. A retried unit first
-ends any session still carrying its tag (a SIGKILLed worker leaves its server sessions running
-until the server notices), then holds a per-unit advisory lock on the target for its whole life, so
-two attempts of one unit can never write at the same time.
+Every session of a unit carries ``application_name = "pgmig <hash> <kind> <unit>"`` (``tag``): the
+hash of run and unit is the identifying part, the kind a fixed 3-letter field (``wrk`` for the
+worker's own sessions and its COPY streams, ``idx`` for the index builder), the unit's name only a
+readable suffix cut to PostgreSQL's 63 bytes. A retried unit first ends every session of its run and
+unit, of any kind (``end_stale_sessions`` matches the ``pgmig <hash> `` prefix: a SIGKILLed worker
+leaves its server sessions running until the server notices), then holds a per-unit advisory lock
+on the target for its whole life, so two attempts of one unit can never write at the same time.
 """
 
 from __future__ import annotations
@@ -42,19 +45,54 @@ TEXT_SETTINGS = {
     "bytea_output": "hex",
 }
 
+#: Ends the sessions of one run+unit, of every kind, by the tags' identifying prefix: printable ASCII
+#: (which the server keeps as is, while it rewrites other characters of an application_name), no
+#: pattern (starts_with, not LIKE), its hash that unit's alone whatever the name's length.
 TERMINATE_TAGGED = """
 SELECT pg_catalog.pg_terminate_backend(pid, 5000)
   FROM pg_catalog.pg_stat_activity
- WHERE application_name = %(tag)s AND pid <> pg_catalog.pg_backend_pid()
+ WHERE pg_catalog.starts_with(application_name, %(prefix)s) AND pid <> pg_catalog.pg_backend_pid()
    AND datname = pg_catalog.current_database()
 """
 
+#: Session kinds (the fixed field of a tag): the worker's own sessions, the index builder's.
+WORKER = "wrk"
+INDEX = "idx"
+#: A phase worker's sessions (snapshot, pre-data, large objects, post-data): never a unit's.
+PHASE = "phs"
+KINDS = (WORKER, INDEX, PHASE)
+#: PostgreSQL keeps NAMEDATALEN - 1 bytes of an application_name.
+APP_NAME_BYTES = 63
 
-def tag(run_id: str, unit_id: str) -> str:
-    """The application_name of a unit's sessions (fits PostgreSQL's 63 bytes)."""
-    run = hashlib.sha1(run_id.encode()).hexdigest()[:8]
-    text = f"pgmig {run} {unit_id}"
-    return text.encode()[:63].decode(errors="ignore")
+
+def _prefix(run_id: str, unit_id: str, scope: str) -> str:
+    digest = hashlib.sha256(f"{scope}\0{run_id}\0{unit_id}".encode()).hexdigest()[:16]
+    return f"pgmig {digest} "
+
+
+def tag_prefix(run_id: str, unit_id: str) -> str:
+    """The identifying start of every tag of a unit's sessions (all kinds), matched by a retry."""
+    return _prefix(run_id, unit_id, "unit")
+
+
+def _with_suffix(prefix: str, kind: str, name: str) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"session kind must be one of {', '.join(KINDS)} (got {kind!r})")
+    text = f"{prefix}{kind} {name}"
+    return text.encode()[:APP_NAME_BYTES].decode(errors="ignore")  # never a cut character
+
+
+def tag(run_id: str, unit_id: str, kind: str = WORKER) -> str:
+    """The application_name of a unit's sessions of one kind: unique per (run, unit, kind) whatever
+    the names' lengths, at most 63 bytes of valid UTF-8, the unit's name as a readable suffix."""
+    if kind == PHASE:
+        raise ValueError("a phase worker's tag is phase_tag(run_id, phase)")
+    return _with_suffix(tag_prefix(run_id, unit_id), kind, unit_id)
+
+
+def phase_tag(run_id: str, phase: str) -> str:
+    """The application_name of a phase worker's sessions (never equal to a unit's, whatever its name)."""
+    return _with_suffix(_prefix(run_id, phase, "phase"), PHASE, phase)
 
 
 def lock_key(run_id: str, unit_id: str) -> int:
@@ -69,11 +107,13 @@ def apply_settings(conn: psycopg.Connection, settings: dict[str, str]) -> None:
         )
 
 
-def end_stale_sessions(conn: psycopg.Connection, session_tag: str) -> int:
-    """Terminate other sessions carrying our tag (a killed earlier attempt); return how many."""
-    rows = conn.execute(TERMINATE_TAGGED, {"tag": session_tag}).fetchall()
+def end_stale_sessions(conn: psycopg.Connection, run_id: str, unit_id: str) -> int:
+    """Terminate the other sessions of this run+unit, of every kind (a killed earlier attempt's);
+    return how many."""
+    prefix = tag_prefix(run_id, unit_id)
+    rows = conn.execute(TERMINATE_TAGGED, {"prefix": prefix}).fetchall()
     if rows:
-        log.warning("ended %d stale session(s) of an earlier attempt (%s)", len(rows), session_tag)
+        log.warning("ended %d stale session(s) of an earlier attempt of unit %s (%s)", len(rows), unit_id, prefix)
     return len(rows)
 
 

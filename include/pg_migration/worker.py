@@ -37,7 +37,7 @@ from include.pg_migration import state
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import ConfigError, MigrationError, SnapshotLost
 from include.pg_migration.run_order import DATA, LARGE_OBJECTS, PHASES, PRE_DATA, SNAPSHOT
-from include.pg_migration.sessions import tag
+from include.pg_migration.sessions import phase_tag
 
 
 def make_durable(target: Endpoint, app: str, run_id: str) -> None:
@@ -71,7 +71,7 @@ def main() -> int:
             raise ConfigError("PGMIG_RUN_ID is not set")
         source = Endpoint.from_env("PGMIG_SOURCE", "source")
         target = Endpoint.from_env("PGMIG_TARGET", "target")
-        app = tag(run_id, phase)
+        app = phase_tag(run_id, phase)
         # A phase's module is imported only when that phase runs: each worker loads only its own phase's code.
         if phase == SNAPSHOT:
             from include.pg_migration.phases.snapshot import DEFAULT_MAX_HOLD_S, hold  # noqa: PLC0415 - a worker loads only its own phase's code

@@ -76,8 +76,8 @@ def test_runner_ecs_migrates_the_demo_warehouse(demo_pair, dag_runner, airflow_h
         (r.phase, r.unit_id, r.exit_code, r.log[-3:]) for r in fargate.runs
     ]
     planned = result.report().get("plan") or {}
-    if planned.get("units"):
-        assert {u["unit_id"] for u in planned["units"]} == {r.unit_id for r in units}
+    assert planned.get("units"), f"the report has no planned units: {sorted(planned)}"
+    assert {u["unit_id"] for u in planned["units"]} == {r.unit_id for r in units}
 
     # what reached ECS: FARGATE, the network, reattach ids, the unit -- and no password anywhere
     run_tasks = requests.bodies("RunTask")
@@ -109,5 +109,5 @@ def test_runner_ecs_migrates_the_demo_warehouse(demo_pair, dag_runner, airflow_h
         assert not leaks, f"a password was sent to AWS in {leaks}"
         assert not any(pw in v for v in stored), "a password is in XCom or rendered fields"
     # the mapped ECS tasks show their unit's label
-    assert labels == {u["label"] for u in planned.get("units", [])} or labels, labels
+    assert labels == {u["label"] for u in planned["units"]}, labels
     print(f"runner ecs end to end: {seconds:.1f}s, {len(fargate.runs)} Fargate task(s)")

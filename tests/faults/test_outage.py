@@ -16,7 +16,7 @@ import pytest
 from include.pg_migration.errors import MigrationError, SnapshotLost
 from include.pg_migration.harness import LocalRun, migrate_locally
 from include.pg_migration.runner import local_env
-from include.pg_migration.sessions import tag
+from include.pg_migration.sessions import tag_prefix
 from scripts import localpg
 from tests.conftest import Pair, _unique, assert_equal_data, create_db
 
@@ -40,9 +40,9 @@ def _load(server, dbname: str) -> None:
 def _copy_running(conn, app_prefix: str) -> bool:
     return bool(
         conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE %s "
+            "SELECT count(*) FROM pg_stat_activity WHERE starts_with(application_name, %s) "
             "AND query ILIKE 'COPY%%' AND state = 'active'",
-            (app_prefix + "%",),
+            (app_prefix,),
         ).fetchone()[0]
     )
 
@@ -60,7 +60,7 @@ def _outage_during_biggest_unit(run: LocalRun, watch, down_server: str, mode: st
     )
     deadline = time.monotonic() + 60
     with watch() as conn:
-        while not _copy_running(conn, tag(run.run_id, unit["unit_id"])):
+        while not _copy_running(conn, tag_prefix(run.run_id, unit["unit_id"])):
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.wait()
                 return None  # the unit was done before its COPY was seen: no outage placed (caller retries)

@@ -37,14 +37,35 @@ ORDER BY 1
 """
 
 
-def target_state(pair) -> list[str]:
+def target_state(pair, roles: set[str] | None = None) -> list[str]:
+    """The target's objects; of the (cluster-wide, shared by concurrent tests) roles only ``roles``."""
     with pair.target_su() as tgt:
-        return [r[0] for r in tgt.execute(TARGET_STATE)]
+        rows = [r[0] for r in tgt.execute(TARGET_STATE)]
+    return [r for r in rows if roles is None or not r.startswith("role ") or r[5:] in roles]
+
+
+SOURCE_ROLES = """
+SELECT pg_catalog.pg_get_userbyid(nspowner) FROM pg_catalog.pg_namespace
+UNION SELECT pg_catalog.pg_get_userbyid(relowner) FROM pg_catalog.pg_class
+UNION SELECT pg_catalog.pg_get_userbyid(proowner) FROM pg_catalog.pg_proc
+UNION SELECT pg_catalog.pg_get_userbyid(lomowner) FROM pg_catalog.pg_largeobject_metadata
+UNION SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolsuper
+"""
+
+
+def source_roles(pair) -> set[str]:
+    """The roles a run of the source database could create on the target: those its objects name
+    as owners or grantees (other tests create and drop roles on the shared servers meanwhile)."""
+    with pair.source_su() as src:
+        schemas = [r[0] for r in src.execute("SELECT nspname::text FROM pg_catalog.pg_namespace")]
+        roles = {r[0] for r in src.execute(catalog.GRANTEES, {"schemas": schemas})}
+        return roles | {r[0] for r in src.execute(SOURCE_ROLES)}
 
 
 def test_dry_run_plans_and_leaves_the_target_untouched(demo_pair, dag_runner):
     """Through the rehearsal DAG (same factory as pg_migration), so its connection default is used too."""
-    before = target_state(demo_pair)
+    roles = source_roles(demo_pair)
+    before = target_state(demo_pair, roles)
     env = {
         "AIRFLOW_CONN_PG_SOURCE": demo_pair.airflow_env()["AIRFLOW_CONN_PG_SOURCE"],
         "AIRFLOW_CONN_PG_TARGET_REHEARSAL": demo_pair.airflow_env()["AIRFLOW_CONN_PG_TARGET"],
@@ -52,7 +73,7 @@ def test_dry_run_plans_and_leaves_the_target_untouched(demo_pair, dag_runner):
     }
     result = dag_runner("pg_migration_rehearsal", conf={"dry_run": True, "pool_size": 3, "bandwidth_mb_s": 50}, env=env)
     assert result.state == "success", result.output[-4000:]
-    assert target_state(demo_pair) == before  # not a schema, table, function, role, LO or setting more
+    assert target_state(demo_pair, roles) == before  # not a schema, table, function, role, LO or setting more
     assert "_pg_migration" not in " ".join(before)
 
     report = result.report()
@@ -76,10 +97,11 @@ def test_dry_run_plans_and_leaves_the_target_untouched(demo_pair, dag_runner):
         "target connections",
         "tables without a primary key",
     } <= checks
-    if "forecast" in plan:  # once the plan step merges history.forecast (docs/operations.md, wiring)
-        assert {s["schema"] for s in plan["schema_sizes"]} == set(plan["schemas"])
-        assert [u["unit_id"] for u in plan["forecast"]["schedule"]] == [u["unit_id"] for u in units]
-        assert plan["forecast"]["pool_size"] == 3 and plan["forecast"]["bandwidth_mb_s"] == 50
+    # the plan step merges history.forecast (docs/operations.md): the report must carry it
+    assert "forecast" in plan and "schema_sizes" in plan, f"the plan has no forecast: {sorted(plan)}"
+    assert {s["schema"] for s in plan["schema_sizes"]} == set(plan["schemas"])
+    assert [u["unit_id"] for u in plan["forecast"]["schedule"]] == [u["unit_id"] for u in units]
+    assert plan["forecast"]["pool_size"] == 3 and plan["forecast"]["bandwidth_mb_s"] == 50
     md = (result.report_dir / "report.md").read_text()
     assert md.startswith("# pg-migration report: PLANNED") and "## Plan" in md and "## Pre-flight" in md
 

@@ -56,6 +56,7 @@ from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import ConfigError, MigrationError, UnitFailed
 from include.pg_migration.loading import INDEX_SETTINGS, LOAD_SETTINGS, ddl_exists
 from include.pg_migration.sessions import (
+    INDEX,
     SOURCE_SETTINGS,
     TEXT_SETTINGS,
     apply_settings,
@@ -94,7 +95,7 @@ def run_data_unit(source: Endpoint, target: Endpoint, run_id: str, unit_id: str)
     started = time.monotonic()
     with target.connect(app, autocommit=True) as tgt:
         # A killed earlier attempt may still have sessions writing: end them, then hold the unit's lock.
-        end_stale_sessions(tgt, app)
+        end_stale_sessions(tgt, run_id, unit_id)
         hold_unit_lock(tgt, lock_key(run_id, unit_id))
         row = state.get_unit(tgt, run_id, unit_id)
         if row is None:
@@ -115,9 +116,9 @@ def run_data_unit(source: Endpoint, target: Endpoint, run_id: str, unit_id: str)
         loaded = state.loaded_tables(tgt, [unit["schema"]])
         try:
             with source.connect(app, autocommit=True) as src_admin:
-                end_stale_sessions(src_admin, app)
+                end_stale_sessions(src_admin, run_id, unit_id)
             src = open_source_snapshot(source, app, snapshot_id)
-            builder = IndexBuilder(target, app, run_id).start()
+            builder = IndexBuilder(target, tag(run_id, unit_id, INDEX), run_id).start()
             total_bytes = 0
             with src, target.connect(app) as load:
                 server_version = load.info.server_version
@@ -428,7 +429,10 @@ def _pg_message(exc: psycopg.Error) -> str:
 
 
 class IndexBuilder:
-    """Builds finished tables' indexes/keys on its own target session while the next table loads."""
+    """Builds finished tables' indexes/keys on its own target session while the next table loads.
+
+    ``app`` is the unit's index-builder tag (``sessions.tag(run, unit, INDEX)``): a retry of the unit
+    ends this session too."""
 
     def __init__(self, target: Endpoint, app: str, run_id: str):
         self.target = target
@@ -454,7 +458,7 @@ class IndexBuilder:
 
     def _run(self) -> None:
         try:
-            conn = self.target.connect(self.app + " idx", autocommit=True)
+            conn = self.target.connect(self.app, autocommit=True)
         except Exception as exc:  # noqa: BLE001 - reported by finish()
             self.errors.append(f"index builder cannot connect: {exc}")
             self._drain()
