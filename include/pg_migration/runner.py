@@ -55,6 +55,7 @@ def run_local(env: dict[str, str], logger: logging.Logger | None = None, label: 
     tail: collections.deque[str] = collections.deque(maxlen=20)
     proc = subprocess.Popen(
         [sys.executable, "-m", "include.pg_migration.worker"],
+        cwd=REPO_ROOT,  # `-m` puts the cwd first on sys.path: the worker runs this library, wherever we run
         env=local_env(env),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,

@@ -45,6 +45,7 @@ from include.pg_migration import state
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import MigrationError, SnapshotLost
 from include.pg_migration.replicate import publication, records, slot
+from include.pg_migration.runner import REPO_ROOT
 from include.pg_migration.sessions import SOURCE_SETTINGS, apply_settings
 
 log = logging.getLogger(__name__)
@@ -237,6 +238,7 @@ def start_local(worker_env: dict[str, str], log_path: Path) -> int:
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "include.pg_migration.worker"],
+            cwd=REPO_ROOT,  # `-m` puts the cwd first on sys.path: the holder runs this library
             env={**worker_env, "PGMIG_PHASE": "snapshot"},
             stdin=subprocess.DEVNULL,
             stdout=out,
