@@ -24,6 +24,9 @@ help:
 	@echo "make clean-local  stop the local servers and delete .local/ (data, Airflow home)"
 
 venv: $(STAMP)
+	@# The glue (dags/) and the plugin (plugins/) importable in the venv, as Airflow has them: `lint-imports`
+	@# (the import contracts in pyproject.toml) finds all three root packages from a plain shell.
+	@printf '%s\n' "$(CURDIR)/dags" "$(CURDIR)/plugins" > "$$("$(VPY)" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/pg_migration_roots.pth"
 
 # Re-installs only when a requirement file is newer than the stamp.
 $(STAMP): requirements.txt requirements-dev.txt constraints.txt
