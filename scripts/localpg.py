@@ -11,6 +11,8 @@ Servers live under ``<repo>/.local/pg/<name>/`` (``data/``, ``server.log``, ``so
     scratch 25435  15     same (TLS; fault tests stop and start it)
     pg16    25436  16     pgserver wheel (<site-packages>/pgserver/pginstall/bin; optional: a PostgreSQL 16
                           source for the source-version tests, started on demand, never by ``up``)
+    locks_source  25437  15   same as source, with a small lock table (max_locks_per_transaction 16, the rest
+    locks_target  25438  15   stock: 1,952 entries): the lock-budget tests; started on demand, never by ``up``
 
 Roles on every cluster: ``postgres`` (superuser), ``aurora_admin`` (the "Aurora master user":
 LOGIN CREATEDB CREATEROLE NOSUPERUSER NOREPLICATION; on pg18 also member of
@@ -97,6 +99,8 @@ class Spec:
     port: int
     major: int
     tls: bool = False  # serve TLS with a certificate for 127.0.0.1 signed by a local CA (tls_ca_file())
+    # Settings of this server over the common ones (the lock-budget pair: a small lock table, the rest stock).
+    conf: tuple[tuple[str, Any], ...] = ()
 
 
 # Ports: LOCALPG_PORT_BASE (default 25432) and the next four, so a second checkout (e.g. a fresh
@@ -105,6 +109,16 @@ class Spec:
 # client connection (the tests open thousands), and a server started later (pg16, a restarted
 # scratch) then fails "could not bind ... Address already in use" although nothing listens there.
 _BASE = int(os.environ.get("LOCALPG_PORT_BASE", "25432"))
+#: The lock-budget pair's settings: PostgreSQL's defaults for everything that sizes the lock table but
+#: max_locks_per_transaction (16 instead of 64).
+LOCK_PAIR_CONF: tuple[tuple[str, Any], ...] = (
+    ("max_locks_per_transaction", 16),
+    ("max_connections", 100),
+    ("max_wal_senders", 10),
+    ("max_worker_processes", 8),
+    ("autovacuum_max_workers", 3),
+    ("max_prepared_transactions", 0),
+)
 SPECS: dict[str, Spec] = {
     "source": Spec("source", _BASE, 15),
     "target": Spec("target", _BASE + 1, 15),
@@ -113,6 +127,11 @@ SPECS: dict[str, Spec] = {
     "scratch": Spec("scratch", _BASE + 3, 15, tls=True),
     # A PostgreSQL 16 source (tests of the supported source majors); started on demand (ensure_server).
     "pg16": Spec("pg16", _BASE + 4, 16),
+    # The lock-budget pair (tests of issue 16): a small lock table, max_locks_per_transaction 16 with the
+    # other lock-table settings stock (max_connections 100, never shrunk: the run needs its sessions):
+    # 16 x 122 = 1,952 entries. Started on demand (ensure_server), never by ``up``.
+    "locks_source": Spec("locks_source", _BASE + 5, 15, conf=LOCK_PAIR_CONF),
+    "locks_target": Spec("locks_target", _BASE + 6, 15, conf=LOCK_PAIR_CONF),
 }
 DEFAULT_SERVERS = ("source", "target")
 
@@ -608,6 +627,7 @@ def _conf_text(spec: Spec, sock: Path) -> str:
         "synchronous_commit": "off",
         "full_page_writes": "off",
     }
+    settings.update(dict(spec.conf))
     if spec.tls:
         settings.update({"ssl": "on", "ssl_cert_file": "server.crt", "ssl_key_file": "server.key"})
     lines = ["# Written by scripts/localpg.py on every start; edits are overwritten."]
@@ -955,7 +975,7 @@ def stop_server(name: str, mode: str = "fast") -> None:
 
 
 def down(include_pg18: bool = False) -> None:
-    names = [*DEFAULT_SERVERS, *(["pg18", "scratch", "pg16"] if include_pg18 else [])]
+    names = [*DEFAULT_SERVERS, *(["pg18", "scratch", "pg16", "locks_source", "locks_target"] if include_pg18 else [])]
     with _lock():
         for name in names:
             st = _state(SPECS[name])
@@ -1150,7 +1170,7 @@ def main(argv: list[str] | None = None) -> int:
         "data dir, lost or wrong passwords (DESTROYS their data)",
     )
     p_down = sub.add_parser("down", help="stop source+target")
-    p_down.add_argument("--all", action="store_true", help="also stop pg18, scratch and pg16")
+    p_down.add_argument("--all", action="store_true", help="also stop pg18, scratch, pg16 and the lock pair")
     sub.add_parser("status", help="show the servers")
     p_env = sub.add_parser("env", help="print `export` lines for the Airflow connections (contain passwords)")
     p_env.add_argument(

@@ -120,6 +120,17 @@ def migration_params(target_conn_id: str = "pg_target") -> dict[str, Param]:
             "migrated by an earlier run), the run refuses, naming each, and changes nothing. true: drop "
             "them (the report lists them; re-create them afterwards).",
         ),
+        "lock_share": Param(
+            0.5,
+            type="number",
+            exclusiveMinimum=0,
+            maximum=1,
+            title="Lock table share",
+            description="The share of each server's lock table (max_locks_per_transaction x server process "
+            "slots, read from each server) that all the run's sessions together may hold; the rest is left to "
+            "production. Pre-data dumps and applies the definitions in batches that fit; pre-flight prints "
+            "the batches and blocks a step that fits no batching, naming the setting it needs.",
+        ),
         "pool_size": Param(
             4,
             type="integer",

@@ -70,6 +70,7 @@ class LocalRun:
         resume: bool = False,
         create_roles: bool = True,
         replace_dependents: bool = False,
+        lock_share: float = 0.5,
         dag_id: str = run_order.RUN_DAG_ID,
         log_dir: Path | None = None,
     ):
@@ -81,6 +82,7 @@ class LocalRun:
             "create_roles": create_roles,
             "replace_dependents": replace_dependents,
             "pool_size": pool_size,
+            "lock_share": lock_share,
         }
         self.consistent = consistent
         self.validation = "counts"

@@ -11,18 +11,26 @@ that owns its table. Nothing is written to disk: the DDL is read from the pipe.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import importlib.util
 import os
 import re
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import ConfigError, MigrationError, SnapshotLost
+
+
+class LocksExhausted(MigrationError):
+    """A client tool ran out of the server's lock table ("out of shared memory"): the caller names the step."""
+
 
 HEADER = re.compile(
     r"^-- (?:Data for )?Name: (?P<name>.*); Type: (?P<type>[A-Z][A-Z ]*); "
@@ -127,13 +135,61 @@ def dump_schema(
     application_name: str,
     lock_wait_timeout: str = "60s",
     extensions: list[str] | None = None,
+    tables: list[tuple[str, str]] | None = None,
+    without_relations: bool = False,
 ) -> str:
     """Run ``pg_dump --schema-only --section=...`` for the schemas; return the SQL text.
 
     ``extensions`` (pg_dump 14+, see :data:`EXTENSION_OPTION_MAJOR`): also dump these extensions, for
     what ``--schema`` alone never carries: the GRANT/REVOKE on the extensions' own objects that differ
-    from their ``pg_init_privs``."""
+    from their ``pg_init_privs``. ``tables``: dump only these relations, (schema, name) each (``-t``; on
+    pg_dump 17+ through a ``--filter`` file, so that a long list never meets the command line's limit).
+    ``without_relations``: the schemas without any of their relations (``-T "schema".*``): their types,
+    functions, the schemas themselves."""
     tool = choose(source_version_num)
+    patterns = [("include", "schema", quote_pattern(s)) for s in schemas]
+    patterns += [("include", "table", f"{quote_pattern(s)}.{quote_pattern(t)}") for s, t in tables or []]
+    if without_relations:
+        patterns += [("exclude", "table", f"{quote_pattern(s)}.*") for s in schemas]
+    with _pattern_args(tool, patterns) as selection:
+        return _run_pg_dump(tool, source, section, snapshot, application_name, lock_wait_timeout, selection, extensions)
+
+
+#: The first pg_dump with ``--filter`` (a file of patterns).
+FILTER_OPTION_MAJOR = 17
+#: pg_dump's option for a pattern of a filter file's line: (include|exclude, object kind).
+PATTERN_OPTIONS = {
+    ("include", "schema"): "--schema",
+    ("include", "table"): "--table",
+    ("exclude", "table"): "--exclude-table",
+}
+
+
+@contextlib.contextmanager
+def _pattern_args(tool: Tool, patterns: list[tuple[str, str, str]]) -> Iterator[list[str]]:
+    """pg_dump's selection: options on the command line, or on 17+ a ``--filter`` file (removed after)."""
+    if tool.major < FILTER_OPTION_MAJOR or len(patterns) < 50:
+        args: list[str] = []
+        for verb, kind, pattern in patterns:
+            args += [PATTERN_OPTIONS[(verb, kind)], pattern]
+        yield args
+        return
+    with tempfile.NamedTemporaryFile("w", prefix="pgmig-filter-", suffix=".txt", encoding="utf-8") as fh:
+        fh.write("".join(f"{verb} {kind} {pattern}\n" for verb, kind, pattern in patterns))
+        fh.flush()
+        yield [f"--filter={fh.name}"]
+
+
+def _run_pg_dump(
+    tool: Tool,
+    source: Endpoint,
+    section: str,
+    snapshot: str | None,
+    application_name: str,
+    lock_wait_timeout: str,
+    selection: list[str],
+    extensions: list[str] | None,
+) -> str:
     args = [
         tool.path,
         "--schema-only",
@@ -150,8 +206,7 @@ def dump_schema(
     ]
     if snapshot:
         args.append(f"--snapshot={snapshot}")
-    for schema in schemas:
-        args += ["--schema", quote_pattern(schema)]
+    args += selection
     if tool.major >= EXTENSION_OPTION_MAJOR:
         for extension in extensions or []:
             args += ["--extension", quote_pattern(extension)]
@@ -161,6 +216,8 @@ def dump_schema(
         err = proc.stderr.strip()
         if "invalid snapshot identifier" in err or "could not import" in err:
             raise SnapshotLost(f"pg_dump cannot import the run's snapshot {snapshot!r}: {err}")
+        if "out of shared memory" in err or "max_locks_per_transaction" in err:
+            raise LocksExhausted(err)
         raise MigrationError(f"pg_dump ({section}) of {source.describe()} failed: {err}")
     return proc.stdout
 

@@ -1,11 +1,12 @@
 """The pre-data phase (the ``pre_data`` task, worker phase ``pre-data``): all definitions, once, before any data.
 
-Pre-data runs ``pg_dump --section=pre-data`` of every selected schema at once, from the run's
-snapshot, and applies it to the target in ONE transaction: selected schemas are dropped and
-re-created (``public`` is merged into, never dropped), so a retry, or a re-run, starts from a clean
-slate and a failure leaves the target as it was. One restore of all schemas resolves every
-cross-schema dependency (a child whose parent lives elsewhere, a view over another schema, a
-partition in another schema), whatever order the data units run in later.
+Pre-data runs ``pg_dump --section=pre-data`` of the selected schemas from the run's snapshot in batches
+that fit the lock budget of both servers, and applies each batch on the target in a transaction of its
+own (:mod:`include.pg_migration.batching`: schemas, types and functions first, then the relations in
+dependency order, so no batch needs an object of a later one, whatever schema it lives in). Selected
+schemas are dropped and re-created first (``public`` is merged into, never dropped), in batches too, so
+a retry, or a re-run, starts from a clean slate; the phase counts as done only once every batch is in.
+A transaction that finds the lock table full (production took it) fails by name, whole.
 
 A drop never takes what other schemas built on the
 selected ones (a migration in waves: a view, a foreign key, a function, a column default elsewhere):
@@ -14,32 +15,34 @@ the run is refused naming every such object unless ``replace_dependents: true``.
 (re-)created is recorded in the run's state (``_pg_migration.created``), so a retry knows its own.
 
 Privileges on an extension's own objects (GRANT/REVOKE that differ from ``pg_init_privs``) are dumped
-with ``pg_dump --extension`` and applied once the extension exists (created here, or by the target's
-administrator first, as on Aurora); one the target role may not change (it owns nothing of an
-extension an administrator created) is reported by name, with the statement, never dropped silently.
+with ``pg_dump --extension`` and applied once the extension exists; one the target role may not change
+is reported by name, with the statement, never dropped silently.
 
-It also dumps post-data and stores every entry in ``_pg_migration.ddl`` with the table it belongs
-to: the data unit that loads a table builds that table's indexes and keys
-(:mod:`include.pg_migration.phases.data`); the post-data phase
-(:mod:`include.pg_migration.phases.post_data`) applies the rest after all data.
+It also dumps post-data (in the same batches) and stores every entry in ``_pg_migration.ddl`` with the
+table it belongs to: the data unit that loads a table builds its indexes and keys
+(:mod:`include.pg_migration.phases.data`); the post-data phase applies the rest after all data.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from include.pg_migration import catalog, state
+from include.pg_migration import batching, catalog, locks, state
 from include.pg_migration.conn import Endpoint
+from include.pg_migration.drops import DEPENDENTS, drop_plan, public_drops
 from include.pg_migration.errors import ConfigError, MigrationError, UnitFailed
 from include.pg_migration.pgtools import (
     EXTENSION_OPTION_MAJOR,
     Entry,
+    LocksExhausted,
     choose,
     dump_schema,
     settings_for_target,
@@ -71,92 +74,6 @@ SELECT n.nspname AS schema, c.relname || ' ' || t.tgname AS name, n.nspname AS t
 
 TARGET_SCHEMAS = "SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname = ANY(%(schemas)s)"
 
-PUBLIC_RELATION_KIND = """
-SELECT CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
-                      WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, c.oid
-  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
- WHERE n.nspname = 'public' AND c.relname = %(name)s AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
-   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                    WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-                      AND d.objid = c.oid AND d.deptype = 'e')
-"""
-
-PUBLIC_ROUTINES = """
-SELECT p.oid::pg_catalog.regprocedure::text, p.oid
-  FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
- WHERE n.nspname = 'public' AND p.proname = %(name)s
-   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                    WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e')
-"""
-
-PUBLIC_TYPE = """
-SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.oid
-  FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
- WHERE n.nspname = 'public' AND t.typname = %(name)s AND t.typtype IN ('c', 'd', 'e', 'r', 'm')
-   AND (t.typrelid = 0 OR (SELECT relkind FROM pg_catalog.pg_class WHERE oid = t.typrelid) = 'c')
-   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                    WHERE d.classid = 'pg_catalog.pg_type'::pg_catalog.regclass AND d.objid = t.oid AND d.deptype = 'e')
-"""
-
-#: What dropping the schemas (and the ``public`` objects re-created: ``classes``/``objects``) cascades
-#: to outside them, as ``DROP ... CASCADE`` would: dependents ('n', 'a', partition, extension member,
-#: internal), an internal part taking its owner along, a column dropped with its type. Reported by owner
-#: (a view, not its rewrite rule; a table, not its columns), as "<kind> <schema-qualified identity>".
-DEPENDENTS = """
-WITH RECURSIVE roots(classid, objid, objsubid) AS (
-    SELECT 'pg_catalog.pg_namespace'::pg_catalog.regclass::oid, n.oid, 0
-      FROM pg_catalog.pg_namespace n WHERE n.nspname = ANY(%(schemas)s)
-    UNION
-    SELECT r.classid, r.objid, 0
-      FROM unnest(%(classes)s::text[]::pg_catalog.regclass[]::oid[], %(objects)s::oid[]) AS r(classid, objid)
-), doomed(classid, objid, objsubid) AS (
-    SELECT classid, objid, objsubid FROM roots
-    UNION
-    SELECT x.classid, x.objid, x.objsubid
-      FROM doomed o, LATERAL (
-          SELECT d.classid, d.objid, d.objsubid FROM pg_catalog.pg_depend d
-           WHERE d.refclassid = o.classid AND d.refobjid = o.objid
-             AND (o.objsubid = 0 OR d.refobjsubid = o.objsubid) AND d.deptype IN ('n', 'a', 'i', 'P', 'S', 'e')
-          UNION ALL
-          SELECT d.refclassid, d.refobjid, d.refobjsubid FROM pg_catalog.pg_depend d
-           WHERE d.classid = o.classid AND d.objid = o.objid AND d.objsubid = o.objsubid AND d.deptype = 'i'
-      ) x
-), described AS (
-    SELECT o.classid, o.objid, o.objsubid, i.type, i.identity,
-           coalesce(i.schema, (  -- pg_identify_object's schema is quoted where needed: quote these too
-               SELECT pg_catalog.quote_ident(n.nspname)
-                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-                WHERE c.oid = CASE o.classid
-                    WHEN 'pg_catalog.pg_attrdef'::pg_catalog.regclass
-                        THEN (SELECT a.adrelid FROM pg_catalog.pg_attrdef a WHERE a.oid = o.objid)
-                    WHEN 'pg_catalog.pg_trigger'::pg_catalog.regclass
-                        THEN (SELECT t.tgrelid FROM pg_catalog.pg_trigger t WHERE t.oid = o.objid)
-                    WHEN 'pg_catalog.pg_rewrite'::pg_catalog.regclass
-                        THEN (SELECT r.ev_class FROM pg_catalog.pg_rewrite r WHERE r.oid = o.objid)
-                    WHEN 'pg_catalog.pg_policy'::pg_catalog.regclass
-                        THEN (SELECT p.polrelid FROM pg_catalog.pg_policy p WHERE p.oid = o.objid) END
-           ), (
-               SELECT pg_catalog.quote_ident(n.nspname)
-                 FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
-                WHERE o.classid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND e.oid = o.objid
-           )) AS schema
-      FROM doomed o, LATERAL pg_catalog.pg_identify_object(o.classid, o.objid, o.objsubid) i
-)
-SELECT DISTINCT o.type || ' ' || o.identity
-  FROM described o
- WHERE (o.schema IS NULL OR o.schema <> ALL(SELECT pg_catalog.quote_ident(s) FROM unnest(%(schemas)s::text[]) s))
-   AND o.schema IS DISTINCT FROM 'pg_toast'
-   AND NOT EXISTS (SELECT 1 FROM roots r WHERE r.classid = o.classid AND r.objid = o.objid)
-   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                    WHERE d.classid = o.classid AND d.objid = o.objid AND d.objsubid = o.objsubid AND d.deptype = 'i')
-   AND NOT (o.objsubid <> 0 AND EXISTS (SELECT 1 FROM doomed w
-                                          WHERE w.classid = o.classid AND w.objid = o.objid AND w.objsubid = 0))
-   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                     JOIN roots r ON r.classid = d.refclassid AND r.objid = d.refobjid
-                    WHERE d.classid = o.classid AND d.objid = o.objid AND d.deptype = 'a')
- ORDER BY 1
-"""
-
 #: Notices of a GRANT/REVOKE that changed nothing: the role may not (01007 not granted, 01006 not revoked).
 PRIVILEGE_NOT_CHANGED = ("01006", "01007")
 
@@ -171,49 +88,51 @@ def _settings_known(conn: psycopg.Connection) -> set[str]:
 
 
 def run_pre_data(source: Endpoint, target: Endpoint, run_id: str, app: str) -> dict[str, Any]:
-    """Apply every selected schema's definitions to the target in one transaction; store post-data."""
-    with target.connect(app) as tgt:
+    """Apply every selected schema's definitions to the target in batches within the lock budget; store
+    post-data (:mod:`include.pg_migration.batching`)."""
+    with target.connect(app, autocommit=True) as tgt:
         run = state.get_run(tgt, run_id)
         if run is None:
             raise MigrationError(f"run {run_id!r} is not registered on the target (the plan task registers it)")
         schemas: list[str] = run["plan"]["schemas"]
         snapshot = run["snapshot_id"] if run["consistent"] else None
         resume = bool(run["params"].get("resume"))
+        share = locks.share_of(run["params"])
         existing = {r[0] for r in tgt.execute(TARGET_SCHEMAS, {"schemas": schemas})}
+        apply_schemas = [s for s in schemas if not (resume and s in existing)] if resume else schemas
+        job = Job(source, tgt, run_id, app, locks.read_budget(tgt, "target", share))
 
         src = open_source_snapshot(source, app, snapshot)
         with src:
-            version = catalog.server_version(src)
-            snapshot_for_dump = snapshot or src.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()[0]
+            job.version = catalog.server_version(src)
+            job.snapshot = snapshot or src.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()[0]
+            job.source_budget = locks.read_budget(src, "source", share)
             owners = _owners(src, schemas)
             extensions = src.execute(EXTENSIONS).fetchall()
             matviews = src.execute(catalog.MATVIEWS, {"schemas": schemas}).fetchall()
-            apply_schemas = [s for s in schemas if not (resume and s in existing)] if resume else schemas
+            post_plan = batching.dump_plan(src, schemas, job.source_budget)
+            pre_plan = batching.plan(src, apply_schemas, job.source_budget, job.target) if apply_schemas else None
+            if snapshot:
+                src.commit()  # the plan is read: its catalog locks go, the run's snapshot stays the holder's
             ext_names = [e[0] for e in extensions]
-            pre_text = (
-                dump_schema(source, apply_schemas, "pre-data", snapshot_for_dump, version, app, extensions=ext_names)
-                if apply_schemas
-                else ""
-            )
-            post_text = dump_schema(source, schemas, "post-data", snapshot_for_dump, version, app)
-
-        warnings: list[str] = []
-        if ext_names and choose(version).major < EXTENSION_OPTION_MAJOR:
-            warnings.append(
-                f"privileges on the objects of extensions {', '.join(ext_names)} are not carried: pg_dump "
-                f"{choose(version).major} has no --extension (install pg_dump {EXTENSION_OPTION_MAJOR}+)"
-            )
-        cleared: dict[str, Any] = {}
-        if apply_schemas:
-            preamble, entries = split_entries(pre_text)
-            if run["params"].get("create_roles"):
-                warnings += _create_roles(source, tgt, apply_schemas, app)
-            drops = Drops(run_id, apply_schemas, existing, bool(run["params"].get("replace_dependents")))
-            cleared = _apply_pre_data(tgt, drops, preamble, entries, extensions)
-            warnings += cleared.pop("warnings")
-        else:
-            log.info("resume: every selected schema already exists on the target; pre-data kept as is")
-        _, post_entries = split_entries(post_text)
+            warnings: list[str] = []
+            if ext_names and choose(job.version).major < EXTENSION_OPTION_MAJOR:
+                warnings.append(
+                    f"privileges on the objects of extensions {', '.join(ext_names)} are not carried: pg_dump "
+                    f"{choose(job.version).major} has no --extension (install pg_dump {EXTENSION_OPTION_MAJOR}+)"
+                )
+            cleared: dict[str, Any] = {}
+            if pre_plan is not None:
+                log.info("pre-data: %s; %s", job.source_budget.describe(), job.target.describe())
+                log.info("pre-data: %s", pre_plan.describe())
+                if run["params"].get("create_roles"):
+                    warnings += _create_roles(source, tgt, apply_schemas, app)
+                drops = Drops(run_id, apply_schemas, existing, bool(run["params"].get("replace_dependents")))
+                cleared = _apply_pre_data(job, drops, pre_plan, ext_names, extensions)
+                warnings += cleared.pop("warnings")
+            else:
+                log.info("resume: every selected schema already exists on the target; pre-data kept as is")
+            post_entries = job.post_data(schemas, post_plan)
         count = _store_post_data(tgt, run_id, post_entries, owners, matviews)
         detail = {
             "schemas": apply_schemas,
@@ -223,11 +142,88 @@ def run_pre_data(source: Endpoint, target: Endpoint, run_id: str, app: str) -> d
             "dependents_dropped": cleared.get("dependents_dropped", []),
             "warnings": warnings,
             "post_data_entries": count,
+            "locks": job.measured(),
         }
         state.set_phase(tgt, run_id, "pre-data", "done", detail)
         for w in warnings:
             log.warning("pre-data: %s", w)
         return detail
+
+
+@dataclass
+class Job:
+    """One pre-data attempt: its sessions, budgets and what each of its transactions held."""
+
+    source: Endpoint
+    tgt: psycopg.Connection
+    run_id: str
+    app: str
+    target: locks.Budget
+    source_budget: locks.Budget | None = None
+    version: int = 0
+    snapshot: str | None = None
+    held: list[tuple[str, int]] = field(default_factory=list)  # (step, lock entries held at its commit)
+
+    def dump(self, section: str, schemas: list[str], what: str, **kw: Any) -> tuple[list[str], list[Entry]]:
+        try:
+            text = dump_schema(self.source, schemas, section, self.snapshot, self.version, self.app, **kw)
+        except LocksExhausted as exc:
+            assert self.source_budget is not None
+            with self.source.connect(self.app, autocommit=True) as conn:
+                now = locks.held(conn)
+            raise UnitFailed(locks.exhausted_message(f"pg_dump {what}", self.source_budget, now, str(exc))) from None
+        return split_entries(text)
+
+    @contextlib.contextmanager
+    def step(self, what: str, settings: list[str]) -> Iterator[None]:
+        """One target transaction of pre-data; the lock table running out fails it by name, whole."""
+        try:
+            with self.tgt.transaction():
+                for line in settings:
+                    self.tgt.execute(line)
+                yield
+                self.held.append((what, locks.held(self.tgt, here=True)))
+        except LocksExhausted as exc:
+            now = locks.held(self.tgt)
+            raise UnitFailed(locks.exhausted_message(f"pre-data {what}", self.target, now, str(exc))) from None
+        log.info("pre-data: %s committed (%d lock entries held)", what, self.held[-1][1])
+
+    def apply(self, plan: batching.Plan, entries: list[Entry], what: str, settings: list[str]) -> list[str]:
+        """Apply entries in dump order, in consecutive transactions within the target's budget (each
+        committed one a prefix of the dump's order: whatever an entry needs is in it or before it)."""
+        warnings: list[str] = []
+        room = max(plan.target_limit - batching.APPLY_BASE, 1)
+        start, parts = 0, 0
+        while start < len(entries):
+            end, cost = start, 0
+            while end < len(entries):
+                e = entries[end]
+                cost += plan.entry_cost(e.type, e.schema, e.name)
+                if cost > room and end > start:
+                    break
+                end += 1
+            parts += 1
+            label = what if start == 0 and end == len(entries) else f"{what} part {parts}"
+            with self.step(f"{label}: {end - start} entries", settings):
+                warnings += _apply_entries(self.tgt, entries[start:end])
+            start = end
+        return warnings
+
+    def post_data(self, schemas: list[str], plan: batching.Plan) -> list[Entry]:
+        _, entries = self.dump("post-data", schemas, "post-data of the schemas", without_relations=True)
+        for i, batch in enumerate(plan.batches, start=1):
+            entries += self.dump("post-data", [], f"post-data batch {i}", tables=batch.relations)[1]
+        return entries
+
+    def measured(self) -> dict[str, Any]:
+        top = max(self.held, key=lambda h: h[1], default=("", 0))
+        return {
+            "target_budget": self.target.to_dict(),
+            "source_budget": self.source_budget.to_dict() if self.source_budget else None,
+            "transactions": len(self.held),
+            "max_held": top[1],
+            "max_held_by": top[0],
+        }
 
 
 def _create_roles(source: Endpoint, tgt: psycopg.Connection, schemas: list[str], app: str) -> list[str]:
@@ -277,48 +273,65 @@ class Drops:
 
 
 def _apply_pre_data(
-    tgt: psycopg.Connection,
-    drops: Drops,
-    preamble: list[str],
-    entries: list[Entry],
-    extensions: list[tuple[str, str]],
+    job: Job, drops: Drops, plan: batching.Plan, ext_names: list[str], extensions: list[tuple[str, str]]
 ) -> dict[str, Any]:
-    known = _settings_known(tgt)
-    with tgt.transaction():
-        for line in settings_for_target(preamble, known):
-            tgt.execute(line)
-        # Clear what a previous attempt or run left, once nothing outside would go with it.
-        cleared = _clear(tgt, drops, entries)
-        warnings: list[str] = cleared["warnings"]
+    """Drop what an earlier attempt or run left (batched), then create: schemas, types and functions,
+    then the relations batch by batch, each batch dumped and applied in one transaction of its own."""
+    tgt = job.tgt
+    preamble, entries = job.dump(
+        "pre-data", drops.schemas, "of the schemas' types and functions", extensions=ext_names, without_relations=True
+    )
+    settings = settings_for_target(preamble, _settings_known(tgt))
+    public = [Entry("TABLE", t, s, "") for b in plan.batches for s, t in b.relations if s == "public"]
+    cleared = _clear(job, drops, entries + public, settings)
+    deferred = plan.deferred_functions()
+    later = {(e.schema, e.name): e for e in entries if e.type in FUNCTION_KINDS and (e.schema, e.name) in deferred}
+    first = [e for e in entries if (e.schema, e.name) not in later or e.type not in FUNCTION_KINDS]
+    with job.step("schemas", settings):
         tgt.execute(state.q("DELETE FROM {s}.tables WHERE schema_name = ANY(%s)"), (drops.schemas,))
-        schema_entries = [e for e in entries if e.type == "SCHEMA"]
-        for entry in schema_entries:
-            if entry.name == "public":
-                continue  # exists on every target, owned by pg_database_owner: merge into it
-            _execute(tgt, entry)
+        for entry in first:
+            if entry.type == "SCHEMA" and entry.name != "public":  # public: on every target, merged into
+                _execute(tgt, entry)
         for extname, ext_schema in extensions:
             _create_extension(tgt, extname, ext_schema)
-        for entry in entries:
-            if entry.type in ("SCHEMA", "EXTENSION") or (
-                entry.type == "COMMENT" and entry.name.startswith("EXTENSION ")
-            ):
-                # Extensions: created above, only where missing (an administrator may have); their
-                # comment is the extension's own, from its control file, on the target too.
-                continue
-            if entry.type == "ACL" or (entry.type == "COMMENT" and entry.name.startswith("SCHEMA ")):
-                warning = _apply_privileges(tgt, entry)
-                if warning:
-                    warnings.append(warning)
-                continue
-            _execute(tgt, entry)
+    rest = [e for e in first if e.type != "SCHEMA"]
+    cleared["warnings"] += job.apply(plan, rest, "types and functions", settings)
+    for n, batch in enumerate(plan.batches, start=1):
+        what = f"batch {n}/{len(plan.batches)} ({len(batch.relations)} relations, {batch.relations[0][0]}."
+        what += f"{batch.relations[0][1]} .. {batch.relations[-1][0]}.{batch.relations[-1][1]})"
+        _, batch_entries = job.dump("pre-data", [], what, tables=batch.relations)
+        functions = [later[f] for f in batch.functions if f in later]
+        cleared["warnings"] += job.apply(plan, batch_entries + functions, what, settings)
     return cleared
 
 
-def _clear(tgt: psycopg.Connection, drops: Drops, entries: list[Entry]) -> dict[str, Any]:
+#: Entry types of routines (a function needing a relation is applied after the batch creating it).
+FUNCTION_KINDS = ("FUNCTION", "PROCEDURE", "AGGREGATE")
+
+
+def _apply_entries(tgt: psycopg.Connection, entries: list[Entry]) -> list[str]:
+    warnings = []
+    for entry in entries:
+        if entry.type in ("SCHEMA", "EXTENSION") or (entry.type == "COMMENT" and entry.name.startswith("EXTENSION ")):
+            # Extensions: created first, only where missing (an administrator may have); their
+            # comment is the extension's own, from its control file, on the target too.
+            continue
+        if entry.type == "ACL" or (entry.type == "COMMENT" and entry.name.startswith("SCHEMA ")):
+            warning = _apply_privileges(tgt, entry)
+            if warning:
+                warnings.append(warning)
+            continue
+        _execute(tgt, entry)
+    return warnings
+
+
+def _clear(job: Job, drops: Drops, entries: list[Entry], settings: list[str]) -> dict[str, Any]:
     """Drop the selected schemas that exist and the ``public`` objects the dump re-creates, unless that
-    would also drop objects outside them (refused, naming each, without ``replace_dependents``)."""
+    would also drop objects outside them (refused, naming each, without ``replace_dependents``); in
+    transactions within the target's budget, dependents first."""
+    tgt = job.tgt
     to_drop = drops.schemas_to_drop()
-    public = _public_drops(tgt, entries) if "public" in drops.schemas else []
+    public = public_drops(tgt, entries) if "public" in drops.schemas else []
     dependents = [
         r[0]
         for r in tgt.execute(
@@ -340,22 +353,40 @@ def _clear(tgt: psycopg.Connection, drops: Drops, entries: list[Entry]) -> dict[
             + "; ".join(dependents)
         )
     own = state.created_by(tgt, drops.run_id, "schema")
-    for schema in to_drop:
-        tgt.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
-    for statement, _, _ in public:
-        tgt.execute(statement)
-    state.record_created(
-        tgt,
-        drops.run_id,
-        "schema",
-        {s: (s in drops.existing and s not in own) for s in drops.schemas if s != "public"},
-    )
+    with tgt.transaction():  # first: a retry after a drop knows which schemas existed before the run
+        state.record_created(
+            tgt,
+            drops.run_id,
+            "schema",
+            {s: (s in drops.existing and s not in own) for s in drops.schemas if s != "public"},
+        )
+    _drop_batched(job, to_drop, settings)
+    step = max(job.target.per_transaction // 8, 1)
+    for i in range(0, len(public), step):
+        with job.step(f"drop of public objects {i + 1}-{min(i + step, len(public))}", settings):
+            for statement, _, _ in public[i : i + step]:
+                tgt.execute(statement)
     return {
         "dropped_own": sorted(s for s in to_drop if s in own),
         "dropped_existing": sorted(s for s in to_drop if s not in own),
         "dependents_dropped": dependents,
         "warnings": warnings,
     }
+
+
+def _drop_batched(job: Job, schemas: list[str], settings: list[str]) -> None:
+    """The schemas' relations in transactions within the budget (dependents first), then each schema."""
+    if not schemas:
+        return
+    batches, _ = drop_plan(job.tgt, schemas, job.target.per_transaction)
+    for n, batch in enumerate(batches, start=1):
+        with job.step(f"drop batch {n}/{len(batches)}", settings):
+            for kind, names in batch.relations.items():
+                targets = sql.SQL(", ").join(sql.Identifier(s, t) for s, t in names)
+                job.tgt.execute(sql.SQL("DROP {} IF EXISTS {} CASCADE").format(sql.SQL(kind), targets))
+    for schema in schemas:
+        with job.step(f"drop of schema {schema}", settings):
+            job.tgt.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
 def _apply_privileges(tgt: psycopg.Connection, entry: Entry) -> str | None:
@@ -377,6 +408,8 @@ def _apply_privileges(tgt: psycopg.Connection, entry: Entry) -> str | None:
         with tgt.transaction():
             tgt.execute(entry.sql)
     except psycopg.Error as exc:
+        if locks.is_exhausted(exc):
+            raise LocksExhausted(str(exc)) from None
         role = _missing_role(exc)
         if role:
             return f"{what} not applied: role {role!r} does not exist on the target"
@@ -397,6 +430,8 @@ def _execute(tgt: psycopg.Connection, entry: Entry) -> None:
         with tgt.transaction():
             tgt.execute(entry.sql)
     except psycopg.Error as exc:
+        if locks.is_exhausted(exc):
+            raise LocksExhausted(str(exc)) from None
         where = f"{entry.schema}.{entry.name}" if entry.schema else entry.name
         raise UnitFailed(
             f"pre-data: cannot create {entry.type} {where} on the target: {str(exc).strip().splitlines()[0]}"
@@ -422,40 +457,6 @@ def _create_extension(tgt: psycopg.Connection, extname: str, ext_schema: str) ->
             f"{str(exc).strip().splitlines()[0]}. Ask the target's administrator to create it "
             "(on Aurora: allowed by rds.allowed_extensions), then retry."
         ) from None
-
-
-def _public_drops(tgt: psycopg.Connection, entries: list[Entry]) -> list[tuple[sql.Composed, str, int]]:
-    """The objects of ``public`` that the dump re-creates (never the schema, never extension objects):
-    (the DROP statement, the catalog, the oid) of each."""
-    drops: list[tuple[sql.Composed, str, int]] = []
-    for entry in entries:
-        if entry.schema != "public":
-            continue
-        if entry.type in ("TABLE", "VIEW", "MATERIALIZED VIEW", "SEQUENCE", "FOREIGN TABLE"):
-            row = tgt.execute(PUBLIC_RELATION_KIND, {"name": entry.name}).fetchone()
-            if row:
-                stmt = sql.SQL("DROP {} IF EXISTS {} CASCADE").format(
-                    sql.SQL(row[0]), sql.Identifier("public", entry.name)
-                )
-                drops.append((stmt, "pg_catalog.pg_class", row[1]))
-        elif entry.type in ("FUNCTION", "PROCEDURE", "AGGREGATE"):
-            for signature, oid in tgt.execute(PUBLIC_ROUTINES, {"name": entry.name.split("(")[0]}).fetchall():
-                kind = "AGGREGATE" if entry.type == "AGGREGATE" else "ROUTINE"
-                drops.append(
-                    (
-                        sql.SQL("DROP {} IF EXISTS {} CASCADE").format(sql.SQL(kind), sql.SQL(signature)),
-                        "pg_catalog.pg_proc",
-                        oid,
-                    )
-                )
-        elif entry.type in ("TYPE", "DOMAIN"):
-            row = tgt.execute(PUBLIC_TYPE, {"name": entry.name}).fetchone()
-            if row:
-                stmt = sql.SQL("DROP {} IF EXISTS {} CASCADE").format(
-                    sql.SQL(row[0]), sql.Identifier("public", entry.name)
-                )
-                drops.append((stmt, "pg_catalog.pg_type", row[1]))
-    return drops
 
 
 def _store_post_data(
