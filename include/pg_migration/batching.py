@@ -34,6 +34,8 @@ from typing import Any
 
 import psycopg
 
+from include.pg_migration import locks
+from include.pg_migration.findings import finding
 from include.pg_migration.locks import Budget
 
 #: The selected schemas' relations; owned sequences (serial, identity) name the table they belong to.
@@ -410,3 +412,26 @@ def _needs(budget: Budget, need: int, why: str) -> str:
         f"{budget.size:,}); needs max_locks_per_transaction >= {budget.setting_needed(need)} on the "
         f"{budget.side} (now {budget.max_locks_per_transaction}), or a larger lock_share"
     )
+
+
+def preflight(src: psycopg.Connection, tgt: psycopg.Connection, schemas: list[str], params: dict[str, Any]) -> list:
+    """Pre-flight's ``lock budget`` findings: both budgets, the entries held now, how pre-data will batch;
+    blocking for each step that fits no batching (before anything is written)."""
+    share = locks.share_of(params)
+    source, target = locks.read_budget(src, "source", share), locks.read_budget(tgt, "target", share)
+    plan_ = plan(src, schemas, source, target)
+    out = []
+    for budget in (source, target):
+        free = budget.size - budget.held_now
+        if free < budget.allowed:
+            out.append(
+                finding(
+                    "lock budget",
+                    "warning",
+                    f"{budget.describe()}: only {free:,} free now, less than the run's share; a batch may "
+                    "find the table full and fail by name (its retry starts it again)",
+                )
+            )
+    out.append(finding("lock budget", "ok", f"{source.describe()}; {target.describe()}; pre-data: {plan_.describe()}"))
+    out += [finding("lock budget", "blocking", why) for why in indivisible(src, schemas, plan_, source, target)]
+    return out

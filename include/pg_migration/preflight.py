@@ -33,6 +33,9 @@ row security                  tables with row-level security (enabled, or forced
 tables without a primary key  listed (counts and checksums still validate them)
 large objects                 count and size (copied database-wide by one task)
 source/target connections     free sessions (server, database and role limits) for the pool size
+lock budget                   each server's lock table (from its settings), the run's share (``lock_share``),
+                              the entries held now, how pre-data batches; a step that fits no batching
+                              (a cycle, a key on a partitioned table) blocking, naming the setting it needs
 target schemas                selected schemas already holding objects on the target
 dependencies                  foreign keys and inheritance reaching schemas outside the selection (blocking)
 cross-schema references       triggers, defaults, views, constraints, column types, functions using functions,
@@ -56,7 +59,7 @@ from typing import Any
 
 import psycopg
 
-from include.pg_migration import STATE_SCHEMA, catalog, pgtools
+from include.pg_migration import STATE_SCHEMA, batching, catalog, pgtools
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import MigrationError
 from include.pg_migration.findings import finding, names_list
@@ -385,6 +388,7 @@ def run(source: Endpoint, target: Endpoint, inventory: dict[str, Any], params: d
             out += _row_security(src, schemas)
             out += _large_objects(src)
             out += _connections(src, tgt, params)
+            out += batching.preflight(src, tgt, schemas, params)
             out += _target_schemas(tgt, schemas, params)
     out += _dependencies(inventory)
     out += _tables(tables)

@@ -29,6 +29,7 @@ import contextlib
 import logging
 import re
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,17 +123,24 @@ def run_pre_data(source: Endpoint, target: Endpoint, run_id: str, app: str) -> d
                     f"{choose(job.version).major} has no --extension (install pg_dump {EXTENSION_OPTION_MAJOR}+)"
                 )
             cleared: dict[str, Any] = {}
-            if pre_plan is not None:
-                log.info("pre-data: %s; %s", job.source_budget.describe(), job.target.describe())
-                log.info("pre-data: %s", pre_plan.describe())
-                if run["params"].get("create_roles"):
-                    warnings += _create_roles(source, tgt, apply_schemas, app)
-                drops = Drops(run_id, apply_schemas, existing, bool(run["params"].get("replace_dependents")))
-                cleared = _apply_pre_data(job, drops, pre_plan, ext_names, extensions)
-                warnings += cleared.pop("warnings")
-            else:
-                log.info("resume: every selected schema already exists on the target; pre-data kept as is")
-            post_entries = job.post_data(schemas, post_plan)
+            # One pg_dump at a time, in the background: the next batch is dumped while one is applied.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg_dump") as job.pool:
+                dumps = job.queue(apply_schemas, ext_names, pre_plan, schemas, post_plan)
+                try:
+                    if pre_plan is not None:
+                        log.info("pre-data: %s; %s", job.source_budget.describe(), job.target.describe())
+                        log.info("pre-data: %s", pre_plan.describe())
+                        if run["params"].get("create_roles"):
+                            warnings += _create_roles(source, tgt, apply_schemas, app)
+                        drops = Drops(run_id, apply_schemas, existing, bool(run["params"].get("replace_dependents")))
+                        cleared = _apply_pre_data(job, drops, pre_plan, dumps, extensions)
+                        warnings += cleared.pop("warnings")
+                    else:
+                        log.info("resume: every selected schema already exists on the target; pre-data kept as is")
+                    post_entries = [e for f in dumps["post"] for e in f.result()[1]]
+                finally:
+                    for f in [f for fs in dumps.values() for f in fs]:
+                        f.cancel()
         count = _store_post_data(tgt, run_id, post_entries, owners, matviews)
         detail = {
             "schemas": apply_schemas,
@@ -163,6 +171,7 @@ class Job:
     version: int = 0
     snapshot: str | None = None
     held: list[tuple[str, int]] = field(default_factory=list)  # (step, lock entries held at its commit)
+    pool: ThreadPoolExecutor | None = None
 
     def dump(self, section: str, schemas: list[str], what: str, **kw: Any) -> tuple[list[str], list[Entry]]:
         try:
@@ -209,11 +218,29 @@ class Job:
             start = end
         return warnings
 
-    def post_data(self, schemas: list[str], plan: batching.Plan) -> list[Entry]:
-        _, entries = self.dump("post-data", schemas, "post-data of the schemas", without_relations=True)
-        for i, batch in enumerate(plan.batches, start=1):
-            entries += self.dump("post-data", [], f"post-data batch {i}", tables=batch.relations)[1]
-        return entries
+    def queue(
+        self,
+        schemas: list[str],
+        ext_names: list[str],
+        pre: batching.Plan | None,
+        all_schemas: list[str],
+        post: batching.Plan,
+    ) -> dict[str, list[Future]]:
+        """Every pg_dump of the phase, queued in the order they are needed (one runs at a time)."""
+        assert self.pool is not None
+        later = self.pool.submit
+        out: dict[str, list[Future]] = {"types": [], "pre": [], "post": []}
+        if pre is not None:
+            what = "of the schemas' types and functions"
+            out["types"].append(
+                later(self.dump, "pre-data", schemas, what, extensions=ext_names, without_relations=True)
+            )
+            for n, batch in enumerate(pre.batches, start=1):
+                out["pre"].append(later(self.dump, "pre-data", [], f"batch {n}", tables=batch.relations))
+        out["post"].append(later(self.dump, "post-data", all_schemas, "post-data", without_relations=True))
+        for n, batch in enumerate(post.batches, start=1):
+            out["post"].append(later(self.dump, "post-data", [], f"post-data batch {n}", tables=batch.relations))
+        return out
 
     def measured(self) -> dict[str, Any]:
         top = max(self.held, key=lambda h: h[1], default=("", 0))
@@ -273,14 +300,12 @@ class Drops:
 
 
 def _apply_pre_data(
-    job: Job, drops: Drops, plan: batching.Plan, ext_names: list[str], extensions: list[tuple[str, str]]
+    job: Job, drops: Drops, plan: batching.Plan, dumps: dict[str, list[Future]], extensions: list[tuple[str, str]]
 ) -> dict[str, Any]:
     """Drop what an earlier attempt or run left (batched), then create: schemas, types and functions,
     then the relations batch by batch, each batch dumped and applied in one transaction of its own."""
     tgt = job.tgt
-    preamble, entries = job.dump(
-        "pre-data", drops.schemas, "of the schemas' types and functions", extensions=ext_names, without_relations=True
-    )
+    preamble, entries = dumps["types"][0].result()
     settings = settings_for_target(preamble, _settings_known(tgt))
     public = [Entry("TABLE", t, s, "") for b in plan.batches for s, t in b.relations if s == "public"]
     cleared = _clear(job, drops, entries + public, settings)
@@ -299,7 +324,7 @@ def _apply_pre_data(
     for n, batch in enumerate(plan.batches, start=1):
         what = f"batch {n}/{len(plan.batches)} ({len(batch.relations)} relations, {batch.relations[0][0]}."
         what += f"{batch.relations[0][1]} .. {batch.relations[-1][0]}.{batch.relations[-1][1]})"
-        _, batch_entries = job.dump("pre-data", [], what, tables=batch.relations)
+        _, batch_entries = dumps["pre"][n - 1].result()
         functions = [later[f] for f in batch.functions if f in later]
         cleared["warnings"] += job.apply(plan, batch_entries + functions, what, settings)
     return cleared
