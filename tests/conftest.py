@@ -61,6 +61,16 @@ def pg16_server() -> localpg.Server:
         pytest.fail(f"the local PostgreSQL 16 server cannot be started: {exc}", pytrace=False)
 
 
+@pytest.fixture(scope="session")
+def lock_servers() -> tuple[localpg.Server, localpg.Server]:
+    """The lock-budget pair (``locks_source``, ``locks_target``: max_locks_per_transaction 16, the rest
+    stock: 1,952 entries each), started on first use."""
+    try:
+        return localpg.ensure_server("locks_source"), localpg.ensure_server("locks_target")
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"the lock-budget PostgreSQL pair cannot be started: {exc}", pytrace=False)
+
+
 def create_db(server: localpg.Server, name: str, owner: str | None = None) -> None:
     localpg.drop_database(server, name)
     with server.connect(autocommit=True) as conn:

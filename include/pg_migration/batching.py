@@ -169,16 +169,19 @@ class Plan:
     def deferred_functions(self) -> set[tuple[str, str]]:
         return {f for b in self.batches for f in b.functions}
 
-    def entry_cost(self, entry_type: str, schema: str | None, name: str) -> int:
-        """Lock entries applying one pg_dump entry takes on the target (a relation's own and its TOAST's,
-        its defaults, what it needs; a type, function or comment: its own, its schema's)."""
+    def entry_cost(self, entry_type: str, schema: str | None, name: str, seen: set) -> int:
+        """Lock entries applying one pg_dump entry takes on the target, in a transaction that already
+        locked the relations of ``seen`` (updated): a relation's own and its TOAST's and what it needs; a
+        default (its pg_attrdef, and its table unless seen: measured), a comment, a grant: one."""
         if entry_type in RELATION_ENTRIES:
+            seen.add((schema, name))
             return self.costs.get((schema or "", name), 4)
-        return (
-            0
-            if entry_type in ("COMMENT", "ACL", "SEQUENCE OWNED BY", "CHECK CONSTRAINT")
-            else (1 if entry_type == "DEFAULT" else 2)
-        )
+        if entry_type in ("DEFAULT", "CHECK CONSTRAINT", "SEQUENCE OWNED BY"):
+            table = (schema, name.split(" ", 1)[0])  # "<table> <column>", "<table> <constraint>"
+            new = table not in seen
+            seen.add(table)
+            return 2 if new else 1
+        return 1 if entry_type in ("COMMENT", "ACL") else 2
 
     def transactions(self) -> int:
         """Target transactions the relations take, about."""

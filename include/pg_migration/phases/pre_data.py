@@ -204,10 +204,10 @@ class Job:
         room = max(plan.target_limit - batching.APPLY_BASE, 1)
         start, parts = 0, 0
         while start < len(entries):
-            end, cost = start, 0
+            end, cost, seen = start, 0, set()
             while end < len(entries):
                 e = entries[end]
-                cost += plan.entry_cost(e.type, e.schema, e.name)
+                cost += plan.entry_cost(e.type, e.schema, e.name, seen)
                 if cost > room and end > start:
                     break
                 end += 1

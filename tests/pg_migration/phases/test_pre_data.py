@@ -104,7 +104,7 @@ def test_a_rerun_refuses_to_drop_objects_of_other_schemas_naming_each_then_repla
 
 
 def _pre_data_killed_while_dropping(pair, run: LocalRun) -> None:
-    """Start the run's pre-data worker, SIGKILL it while its transaction waits to drop ``sales`` (a
+    """Start the run's pre-data worker, SIGKILL it while its transaction waits to drop ``sales``'s tables (a
     session holds a lock there), then let its orphaned server session end (its transaction rolls back)."""
     blocker = pair.target_server.connect(pair.target_db)
     blocker.execute("LOCK TABLE sales.orders IN ACCESS SHARE MODE")
@@ -116,7 +116,7 @@ def _pre_data_killed_while_dropping(pair, run: LocalRun) -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        assert _wait_for(pair, DROP_WAITING, present=True), "pre-data never reached its DROP SCHEMA"
+        assert _wait_for(pair, DROP_WAITING, present=True), "pre-data never reached its drop of sales"
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -127,7 +127,7 @@ def _pre_data_killed_while_dropping(pair, run: LocalRun) -> None:
 
 DROP_WAITING = """
 SELECT count(*) FROM pg_catalog.pg_stat_activity
- WHERE datname = %s AND query ILIKE 'DROP SCHEMA%%' AND wait_event_type = 'Lock'
+ WHERE datname = %s AND query ILIKE 'DROP %%' AND wait_event_type = 'Lock'
 """
 
 
