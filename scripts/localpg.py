@@ -13,6 +13,8 @@ Servers live under ``<repo>/.local/pg/<name>/`` (``data/``, ``server.log``, ``so
                           source for the source-version tests, started on demand, never by ``up``)
     locks_source  25437  15   same as source, with a small lock table (max_locks_per_transaction 16, the rest
     locks_target  25438  15   stock: 1,952 entries): the lock-budget tests; started on demand, never by ``up``
+    stock_source  25439  15   same, every lock-table setting stock (max_locks_per_transaction 64: 7,808
+    stock_target  25440  15   entries): the slow 10,000-table trial; started on demand, never by ``up``
 
 Roles on every cluster: ``postgres`` (superuser), ``aurora_admin`` (the "Aurora master user":
 LOGIN CREATEDB CREATEROLE NOSUPERUSER NOREPLICATION; on pg18 also member of
@@ -119,6 +121,8 @@ LOCK_PAIR_CONF: tuple[tuple[str, Any], ...] = (
     ("autovacuum_max_workers", 3),
     ("max_prepared_transactions", 0),
 )
+STOCK_LOCKS_CONF = (("max_locks_per_transaction", 64), *LOCK_PAIR_CONF[1:])
+LOCK_SERVERS = ("locks_source", "locks_target", "stock_source", "stock_target")
 SPECS: dict[str, Spec] = {
     "source": Spec("source", _BASE, 15),
     "target": Spec("target", _BASE + 1, 15),
@@ -132,6 +136,10 @@ SPECS: dict[str, Spec] = {
     # 16 x 122 = 1,952 entries. Started on demand (ensure_server), never by ``up``.
     "locks_source": Spec("locks_source", _BASE + 5, 15, conf=LOCK_PAIR_CONF),
     "locks_target": Spec("locks_target", _BASE + 6, 15, conf=LOCK_PAIR_CONF),
+    # Stock lock-table settings on both sides (max_locks_per_transaction 64: 7,808 entries): the slow
+    # 10,000-table trial. Started on demand.
+    "stock_source": Spec("stock_source", _BASE + 7, 15, conf=STOCK_LOCKS_CONF),
+    "stock_target": Spec("stock_target", _BASE + 8, 15, conf=STOCK_LOCKS_CONF),
 }
 DEFAULT_SERVERS = ("source", "target")
 
@@ -975,7 +983,7 @@ def stop_server(name: str, mode: str = "fast") -> None:
 
 
 def down(include_pg18: bool = False) -> None:
-    names = [*DEFAULT_SERVERS, *(["pg18", "scratch", "pg16", "locks_source", "locks_target"] if include_pg18 else [])]
+    names = [*DEFAULT_SERVERS, *(["pg18", "scratch", "pg16", *LOCK_SERVERS] if include_pg18 else [])]
     with _lock():
         for name in names:
             st = _state(SPECS[name])

@@ -338,3 +338,42 @@ def test_the_whole_pre_data_exhaustion_message_names_the_setting():
     assert "max_locks_per_transaction 16 gives 1,952 entries, 1,990 entries held then" in text
     assert budget.setting_needed(3000) == 51  # (3000 + 64 reserved) / 0.5 / 122
     assert psycopg.errors.lookup(locks.OUT_OF_SHARED_MEMORY) is psycopg.errors.OutOfMemory
+
+
+@pytest.mark.slow
+def test_ten_thousand_tables_on_stock_lock_tables_within_half_of_each():
+    """The seed's class: about 10,000 tables on servers whose lock-table settings are all stock (7,808
+    entries); pre-data within half of each table (sampled), then a re-run's drops and re-creation too."""
+    try:
+        src, tgt = localpg.ensure_server("stock_source"), localpg.ensure_server("stock_target")
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"the stock-lock pair cannot be started: {exc}", pytrace=False)
+    source_db, target_db = _unique("ten_k"), _unique("tgt")
+    create_db(src, source_db)
+    create_db(tgt, target_db, owner=tgt.admin_user)
+    try:
+        started = time.monotonic()
+        summary = generate(src.dsn(source_db), Shape())
+        generated = time.monotonic() - started
+        assert summary["tables"] >= 9000, summary
+        source = endpoint(src, source_db, src.superuser, "source")
+        target = endpoint(tgt, target_db, tgt.admin_user, "target")
+        for attempt in ("first", "re-run"):
+            started = time.monotonic()
+            with sampled(src, tgt) as (on_source, on_target):
+                detail = _pre_data(source, target, f"ten_k_{attempt[:2]}_{uuid.uuid4().hex[:6]}")
+            seconds = time.monotonic() - started
+            allowed = detail["locks"]["target_budget"]["allowed"]
+            assert allowed == 3904, detail["locks"]
+            assert on_source.peak <= allowed and on_target.peak <= allowed, (attempt, on_source, on_target)
+            print(
+                f"10k {attempt}: generated in {generated:.0f} s; discover..pre-data {seconds:.0f} s; peaks "
+                f"source {on_source.peak}, target {on_target.peak} of {allowed}; {detail['locks']}"
+            )
+        schemas = ["aa_archive", "zz_shared", *Shape().schema_names()]
+        with src.connect(source_db, autocommit=True) as s, tgt.connect(target_db, autocommit=True) as t:
+            want = s.execute(DEFINITIONS, {"s": schemas}).fetchall()
+            assert want == t.execute(DEFINITIONS, {"s": schemas}).fetchall()
+    finally:
+        localpg.drop_database(src, source_db)
+        localpg.drop_database(tgt, target_db)
