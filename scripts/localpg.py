@@ -13,8 +13,8 @@ Servers live under ``<repo>/.local/pg/<name>/`` (``data/``, ``server.log``, ``so
                           source for the source-version tests, started on demand, never by ``up``)
     locks_source  25437  15   same as source, with a small lock table (max_locks_per_transaction 16, the rest
     locks_target  25438  15   stock: 1,952 entries): the lock-budget tests; started on demand, never by ``up``
-    stock_source  25439  15   same, every lock-table setting stock (max_locks_per_transaction 64: 7,808
-    stock_target  25440  15   entries): the slow 10,000-table trial; started on demand, never by ``up``
+    stock_source  25441  15   same, every lock-table setting stock (max_locks_per_transaction 64: 7,808
+    stock_target  25442  15   entries): the slow 10,000-table trial; started on demand, never by ``up``
 
 Roles on every cluster: ``postgres`` (superuser), ``aurora_admin`` (the "Aurora master user":
 LOGIN CREATEDB CREATEROLE NOSUPERUSER NOREPLICATION; on pg18 also member of
@@ -138,8 +138,8 @@ SPECS: dict[str, Spec] = {
     "locks_target": Spec("locks_target", _BASE + 6, 15, conf=LOCK_PAIR_CONF),
     # Stock lock-table settings on both sides (max_locks_per_transaction 64: 7,808 entries): the slow
     # 10,000-table trial. Started on demand.
-    "stock_source": Spec("stock_source", _BASE + 7, 15, conf=STOCK_LOCKS_CONF),
-    "stock_target": Spec("stock_target", _BASE + 8, 15, conf=STOCK_LOCKS_CONF),
+    "stock_source": Spec("stock_source", _BASE + 9, 15, conf=STOCK_LOCKS_CONF),
+    "stock_target": Spec("stock_target", _BASE + 10, 15, conf=STOCK_LOCKS_CONF),
 }
 DEFAULT_SERVERS = ("source", "target")
 

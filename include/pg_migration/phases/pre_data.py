@@ -111,8 +111,7 @@ def run_pre_data(source: Endpoint, target: Endpoint, run_id: str, app: str) -> d
             owners = _owners(src, schemas)
             extensions = src.execute(EXTENSIONS).fetchall()
             matviews = src.execute(catalog.MATVIEWS, {"schemas": schemas}).fetchall()
-            post_plan = batching.dump_plan(src, schemas, job.source_budget)
-            pre_plan = batching.plan(src, apply_schemas, job.source_budget, job.target) if apply_schemas else None
+            pre_plan, post_plan = job.plans(src, apply_schemas, schemas)
             if snapshot:
                 src.commit()  # the plan is read: its catalog locks go, the run's snapshot stays the holder's
             ext_names = [e[0] for e in extensions]
@@ -172,6 +171,21 @@ class Job:
     snapshot: str | None = None
     held: list[tuple[str, int]] = field(default_factory=list)  # (step, lock entries held at its commit)
     pool: ThreadPoolExecutor | None = None
+
+    def plans(
+        self, src: psycopg.Connection, apply_schemas: list[str], schemas: list[str]
+    ) -> tuple[batching.Plan | None, batching.Plan]:
+        """The batches to create (None: nothing to create) and to dump post-data by; refused, before
+        anything is written, when a step fits no batching (pre-flight blocks it first)."""
+        assert self.source_budget is not None
+        post = batching.dump_plan(src, schemas, self.source_budget)
+        if not apply_schemas:
+            return None, post
+        pre = batching.plan(src, apply_schemas, self.source_budget, self.target)
+        too_big = batching.indivisible(src, apply_schemas, pre, self.source_budget, self.target)
+        if too_big:  # the catalog may have changed since pre-flight
+            raise ConfigError("pre-data refused, nothing written: " + "; ".join(too_big))
+        return pre, post
 
     def dump(self, section: str, schemas: list[str], what: str, **kw: Any) -> tuple[list[str], list[Entry]]:
         try:
