@@ -85,6 +85,9 @@ SELECT CASE p.prokind WHEN 'p' THEN 'procedure' WHEN 'a' THEN 'aggregate' ELSE '
   FROM pg_catalog.pg_proc p JOIN sel s ON s.oid = p.pronamespace
  WHERE NOT EXISTS (SELECT FROM ext WHERE ext.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
                                      AND ext.objid = p.oid)
+   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d  -- a range type's constructors follow the type
+                    WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid
+                      AND d.deptype = 'i')
 UNION ALL
 SELECT CASE t.typtype WHEN 'd' THEN 'domain' ELSE 'type' END, s.nspname, t.typname::pg_catalog.text, '',
        pg_catalog.pg_get_userbyid(t.typowner), pg_catalog.has_schema_privilege(t.typowner, s.oid, 'CREATE')
