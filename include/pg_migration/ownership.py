@@ -261,24 +261,21 @@ def analyse(src: psycopg.Connection, tgt: psycopg.Connection, objects: list[Owne
             result.to_create.append(name)
         if action in ("create", "grant"):
             result.to_grant.append(name)
-    schema_carried = {o.name for o in objects if o.kind == "schema" and result.reasons[o.owner] is None}
     schema_owner = {o.name: o.owner for o in objects if o.kind == "schema"}
-    for obj in objects:
+    carried_schemas: set[str] = set()
+    for obj in sorted(objects, key=lambda o: o.kind != "schema"):  # schemas first: their owners' CREATE
         why = result.reasons[obj.owner]
         if obj.kind == "schema" and obj.owner in facts:  # a role the target has: its CREATE there
             obj = replace(obj, can_create=facts[obj.owner]["db_create"])
+        if obj.kind != "schema" and schema_owner.get(obj.schema) == obj.owner:
+            # CREATE on its own schema comes with owning it: only if the schema is carried too
+            obj = replace(obj, can_create=obj.schema in carried_schemas)
         if why is None and not obj.can_create and obj.owner != me["rolname"]:
-            # the schema's owner gets CREATE on it by being its owner; anything else as on the source
-            if not (
-                obj.kind != "schema" and schema_owner.get(obj.schema) == obj.owner and obj.schema in schema_carried
-            ):
-                why = (
-                    "without CREATE on the database"
-                    if obj.kind == "schema"
-                    else f"without CREATE on schema {obj.schema}"
-                )
+            why = "without CREATE on the database" if obj.kind == "schema" else f"without CREATE on schema {obj.schema}"
         if why is None:
             result.carried.append(obj)
+            if obj.kind == "schema":
+                carried_schemas.add(obj.name)
         else:
             result.kept.append((obj, why))
     return result
