@@ -16,7 +16,7 @@ from include.pg_migration import catalog, ownership, preflight, state
 from include.pg_migration.harness import migrate_locally
 from include.pg_migration.phases.validate import validate_schema
 from scripts import localpg
-from tests.conftest import Pair, _unique, create_db, endpoint
+from tests.conftest import _unique, create_db, endpoint
 
 SOURCE = """
 CREATE SCHEMA app AUTHORIZATION {owner};

@@ -28,7 +28,8 @@ def test_changes_stream_in_as_the_carried_owner(rpair, tmp_path):
             src.execute(
                 sql.SQL(
                     "CREATE SCHEMA own AUTHORIZATION {o}; CREATE TABLE own.items (id int PRIMARY KEY, v text);"
-                    "ALTER TABLE own.items OWNER TO {o}; INSERT INTO own.items SELECT g, 'x' FROM generate_series(1, 50) g"
+                    "ALTER TABLE own.items OWNER TO {o};"
+                    "INSERT INTO own.items SELECT g, 'x' FROM generate_series(1, 50) g"
                 ).format(o=sql.Identifier(owner))
             )
         # a schema's owner needs CREATE on the database; without it the schema and what needs it stay
