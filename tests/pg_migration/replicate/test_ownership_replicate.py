@@ -14,6 +14,11 @@ from include.pg_migration.replicate import lag
 from tests.pg_migration.replicate.conftest import publisher, run_id
 
 
+def run_validate_owners(p) -> list[str]:
+    with p.source.connect(autocommit=True) as src, p.target.connect(autocommit=True) as tgt:
+        return ownership.validate_owners(src, tgt, "own")
+
+
 def test_changes_stream_in_as_the_carried_owner(rpair, tmp_path):
     p = rpair
     owner = f"pgmig_rown_{uuid.uuid4().hex[:8]}"
@@ -61,6 +66,13 @@ def test_changes_stream_in_as_the_carried_owner(rpair, tmp_path):
             )
             assert tgt.execute("SELECT count(*), max(v) FROM own.items").fetchone() == (51, "y")
             assert tgt.execute("SELECT bool_or(subrunasowner) FROM pg_subscription").fetchone()[0] is False
+        # the cut-over validates as the owner's member, owners compared: equal
+        done = run.cutover(quiet_s=0.5, writes_timeout_s=20, lag_timeout_s=30)
+        assert done["verdict"] == "passed", done["failures"]
+        with p.target_su() as tgt:
+            tgt.execute(sql.SQL("ALTER TABLE own.items OWNER TO {}").format(sql.Identifier(admin)))
+        again = run_validate_owners(p)
+        assert again == [f"owner of table own.items differs: source {owner}, target {admin}"]
     finally:
         if run is not None:
             run.abort()
