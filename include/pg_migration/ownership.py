@@ -255,7 +255,7 @@ def analyse(src: psycopg.Connection, tgt: psycopg.Connection, objects: list[Owne
     supers = {r[0] for r in src.execute(SOURCE_SUPERUSERS)}
     facts = target_roles(tgt, owners)
     for name in owners:
-        why, action = role_reason(name, facts.get(name), me, name in supers, bool(params.get("create_roles", True)))
+        why, action = role_reason(name, facts.get(name), me, name in supers, bool(params.get("create_roles")))
         result.reasons[name] = why
         if action == "create":
             result.to_create.append(name)
@@ -287,8 +287,13 @@ def analyse(src: psycopg.Connection, tgt: psycopg.Connection, objects: list[Owne
 def preflight(src: psycopg.Connection, tgt: psycopg.Connection, schemas: list[str], params: dict[str, Any]) -> list:
     """The ``ownership`` and ``role attributes`` findings (and ``replication apply role`` in replicate mode)."""
     mode = mode_of(params, DEFAULT)
+    supers = {r[0] for r in src.execute(SOURCE_SUPERUSERS)}
+    grantees = []
+    if params.get("create_roles"):  # pre-data creates them (never a source superuser)
+        grantees = [r[0] for r in src.execute(catalog.GRANTEES, {"schemas": schemas}) if r[0] not in supers]
     if mode == "target_user":
-        return [finding("ownership", "ok", "ownership: target_user: every object is owned by the target role")]
+        out = [finding("ownership", "ok", "ownership: target_user: every object is owned by the target role")]
+        return out + role_findings(src, tgt, grantees)
     objects = owned_objects(src, schemas)
     analysis = analyse(src, tgt, objects, params)
     carried_roles = sorted({o.owner for o in analysis.carried if o.owner != analysis.me})
@@ -297,16 +302,12 @@ def preflight(src: psycopg.Connection, tgt: psycopg.Connection, schemas: list[st
         + (f" ({', '.join(carried_roles)})" if carried_roles else "")
         + (f"; roles created: {', '.join(analysis.to_create)}" if analysis.to_create else "")
     )
-    out = []
     if analysis.kept:
         verdict = "blocking" if mode == "exact" else "warning"
         tail = " (ownership: exact fails the run on them)" if mode == "exact" else " (they stay the target role's)"
-        out.append(finding("ownership", verdict, f"{what}; owners not carried{tail}: {analysis.not_carried_text()}"))
+        out = [finding("ownership", verdict, f"{what}; owners not carried{tail}: {analysis.not_carried_text()}")]
     else:
-        out.append(finding("ownership", "ok", what))
-    grantees = []
-    if params.get("create_roles", True):
-        grantees = [r[0] for r in src.execute(catalog.GRANTEES, {"schemas": schemas})]
+        out = [finding("ownership", "ok", what)]
     out += role_findings(src, tgt, sorted(set(analysis.to_create) | set(grantees)))
     if params.get("mode") == "replicate":
         out += apply_role_finding(tgt, carried_roles)
