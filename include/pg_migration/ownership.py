@@ -371,7 +371,7 @@ def hand_over(source: Endpoint, target: Endpoint, run_id: str, app: str = "pg_mi
             created, notes = roles.create_roles(src, tgt, analysis.to_create) if analysis.to_create else ([], [])
         problems = _grant_self(tgt, analysis.to_grant)
         handed = [o for o in analysis.carried if o.owner not in problems]
-        failed, failed_keys = _alter_all(tgt, handed)
+        failed, failed_keys = _alter_all(tgt, [o for o in handed if o.owner != analysis.me])
         handed = [o for o in handed if o.key not in failed_keys]
         differences = compare_owners(handed, owned_objects(tgt, schemas))
         kept = [f"{obj.label()} stays the target role's: owner {obj.owner} is {why}" for obj, why in analysis.kept]
