@@ -126,6 +126,18 @@ def test_carry_hands_every_object_to_its_owner_after_the_load_and_validation_rea
     assert phase["detail"]["roles"] == [owner]  # created by pre-data already: a grantee of its own objects
     assert any("app.by_superuser" in w and "postgres" in w for w in phase["detail"]["warnings"])
 
+    # a retried step changes nothing; under "exact" what stays the target role's fails the step, by name
+    with pair.target.connect(autocommit=True) as tgt:
+        params = state.get_run(tgt, run_id)["params"]
+        state.start_run(tgt, run_id, "pg_migration", {**params, "ownership": "exact"}, True)
+    again = ownership.hand_over(pair.source, pair.target, run_id)
+    assert again["carried"] == phase["detail"]["carried"] and again["roles_created"] == []
+    assert [f for f in again["failures"] if "by_superuser" in f] == [
+        "table app.by_superuser stays the target role's: owner postgres is a superuser on the source"
+    ]
+    with pair.target.connect(autocommit=True) as tgt:
+        assert state.phases_of_run(tgt, run_id)["ownership"]["status"] == "failed"
+
     # a later validate-only run reads as the owner's member: the forced row security is lifted, owners compared
     result = validate_schema(pair.source, pair.target, "app", owners=True)
     assert result.ok, result.mismatches
