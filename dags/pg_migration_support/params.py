@@ -120,8 +120,21 @@ def migration_params(target_conn_id: str = "pg_target") -> dict[str, Param]:
             True,
             type="boolean",
             title="Create missing roles",
-            description="Create roles that grants name but the target lacks (NOLOGIN, no "
-            "password); otherwise those grants are reported and skipped.",
+            description="Create roles that grants name (and, with ownership carry/exact, roles that own "
+            "objects) but the target lacks, with their attributes and memberships where the target role may "
+            "(no password unless the source role is a superuser); otherwise those grants are reported and "
+            "skipped.",
+        ),
+        "ownership": Param(
+            "carry",
+            type="string",
+            enum=["carry", "exact", "target_user"],
+            title="Ownership",
+            description="carry: after load and validation, hand every object to its source owner where the "
+            "target role may (it can SET ROLE to the owner, the owner has CREATE on the schema); an owner it "
+            "cannot carry (a superuser, a role without ADMIN OPTION) is a pre-flight warning naming object "
+            "and role. exact: such an owner fails the run in pre-flight. target_user: the target role owns "
+            "everything.",
         ),
         "replace_dependents": Param(
             False,
