@@ -40,6 +40,9 @@ prove, per schema and per table, that the target equals the source.
   materialized views, functions, triggers, sequences and privileges, per schema, diffed.
 * **Sequences** -- the target's value must be at least what post-data set (never behind); the
   report shows the drift of a live source.
+* **Owners** (``owners``: validate-only and cut-over runs with ``ownership`` carry/exact) -- each object's
+  owner wherever the target role is a member of the source owner (it was carried), differences named
+  (:func:`include.pg_migration.ownership.validate_owners`).
 * **Large objects** (:func:`validate_database`) -- count and content, by a digest over 1 MiB
   ``lo_get`` reads (:mod:`include.pg_migration.lo_digest`), both sides in parallel; the seconds it
   took are recorded (``database.large_objects.seconds`` of the report).
@@ -60,7 +63,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from include.pg_migration import state
+from include.pg_migration import ownership, state
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import SnapshotLost
 from include.pg_migration.lo_digest import compare_large_objects, large_object_digests_both
@@ -357,8 +360,10 @@ def validate_schema(
     mode: str = "counts",
     snapshot_id: str | None = None,
     structure: bool = True,
+    owners: bool = False,
 ) -> SchemaValidation:
-    """Compare one schema on both sides (see module doc). Never raises for a difference: reports it."""
+    """Compare one schema on both sides (see module doc). Never raises for a difference: reports it.
+    ``owners``: also the owners wherever the target role is a member of the source owner (carried)."""
     started = time.monotonic()
     result = SchemaValidation(schema=schema, mode=mode)
     app = f"pg_migration validate {schema}"[:63]
@@ -412,6 +417,10 @@ def validate_schema(
         if structure:
             result.structure_diffs = diff_inventory(inventory(src, schema), inventory(tgt, schema))
             result.mismatches += [f"structure: {d}" for d in result.structure_diffs]
+        if owners:
+            differences = ownership.validate_owners(src, tgt, schema)
+            result.structure_diffs += differences
+            result.mismatches += [f"ownership: {d}" for d in differences]
         _sequences(src, tgt, schema, result, run_id)
     result.seconds = round(time.monotonic() - started, 3)
     return result
@@ -564,12 +573,13 @@ def validate_and_record(
     run_id: str | None = None,
     mode: str = "counts",
     snapshot_id: str | None = None,
+    owners: bool = False,
     logger: logging.Logger | None = None,
 ) -> dict[str, Any]:
     """:func:`validate_schema`, stored in ``_pg_migration.validations`` under ``record_as`` (the
     report reads it from there) and logged; returns a short summary."""
     logger = logger or logging.getLogger(__name__)
-    result = validate_schema(source, target, schema, run_id=run_id, mode=mode, snapshot_id=snapshot_id)
+    result = validate_schema(source, target, schema, run_id=run_id, mode=mode, snapshot_id=snapshot_id, owners=owners)
     with target.connect("pg_migration validate", autocommit=True) as conn:
         state.save_validation(conn, record_as, schema, result.to_dict())
     for m in result.mismatches:
