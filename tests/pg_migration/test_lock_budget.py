@@ -197,6 +197,10 @@ def test_preflight_prints_the_batches_and_pre_data_stays_within_budget_then_a_re
             detail = _pre_data(source, target, f"locks_{attempt[:2]}_{uuid.uuid4().hex[:6]}")
         measured = detail["locks"]
         allowed = measured["target_budget"]["allowed"]
+        print(
+            f"2k {attempt}: pg_locks peaks source {on_source.peak}, target {on_target.peak} of {allowed}; "
+            f"{measured['transactions']} target transactions, the largest held {measured['max_held']}"
+        )
         assert on_source.samples > 50 and on_target.samples > 50
         assert on_source.peak <= allowed and on_target.peak <= allowed, (attempt, on_source, on_target, measured)
         assert measured["max_held"] <= measured["target_budget"]["per_transaction"], measured
