@@ -127,12 +127,14 @@ def dump_schema(
     application_name: str,
     lock_wait_timeout: str = "60s",
     extensions: list[str] | None = None,
+    exclude: list[str] | None = None,
 ) -> str:
     """Run ``pg_dump --schema-only --section=...`` for the schemas; return the SQL text.
 
     ``extensions`` (pg_dump 14+, see :data:`EXTENSION_OPTION_MAJOR`): also dump these extensions, for
     what ``--schema`` alone never carries: the GRANT/REVOKE on the extensions' own objects that differ
-    from their ``pg_init_privs``."""
+    from their ``pg_init_privs``. ``exclude``: more pg_dump arguments leaving tables out
+    (``--exclude-table=...``: the table-level selection, ``selection.dump_exclusions``)."""
     tool = choose(source_version_num)
     args = [
         tool.path,
@@ -152,6 +154,7 @@ def dump_schema(
         args.append(f"--snapshot={snapshot}")
     for schema in schemas:
         args += ["--schema", quote_pattern(schema)]
+    args += exclude or []
     if tool.major >= EXTENSION_OPTION_MAJOR:
         for extension in extensions or []:
             args += ["--extension", quote_pattern(extension)]

@@ -56,7 +56,7 @@ from typing import Any
 
 import psycopg
 
-from include.pg_migration import STATE_SCHEMA, catalog, pgtools
+from include.pg_migration import STATE_SCHEMA, catalog, pgtools, selection
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import MigrationError
 from include.pg_migration.findings import finding, names_list
@@ -386,6 +386,7 @@ def run(source: Endpoint, target: Endpoint, inventory: dict[str, Any], params: d
             out += _large_objects(src)
             out += _connections(src, tgt, params)
             out += _target_schemas(tgt, schemas, params)
+            out += selection.consistency(src, inventory, params.get("mode") or "snapshot")  # restorable as chosen?
     out += _dependencies(inventory)
     out += _tables(tables)
     return out

@@ -34,7 +34,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from include.pg_migration import catalog, state
+from include.pg_migration import catalog, selection, state
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import ConfigError, MigrationError, UnitFailed
 from include.pg_migration.pgtools import (
@@ -180,6 +180,7 @@ def run_pre_data(source: Endpoint, target: Endpoint, run_id: str, app: str) -> d
         snapshot = run["snapshot_id"] if run["consistent"] else None
         resume = bool(run["params"].get("resume"))
         existing = {r[0] for r in tgt.execute(TARGET_SCHEMAS, {"schemas": schemas})}
+        left_out = selection.dump_exclusions(selection.left_out(run["plan"]))  # pg_dump -T of the selection
 
         src = open_source_snapshot(source, app, snapshot)
         with src:
@@ -191,11 +192,20 @@ def run_pre_data(source: Endpoint, target: Endpoint, run_id: str, app: str) -> d
             apply_schemas = [s for s in schemas if not (resume and s in existing)] if resume else schemas
             ext_names = [e[0] for e in extensions]
             pre_text = (
-                dump_schema(source, apply_schemas, "pre-data", snapshot_for_dump, version, app, extensions=ext_names)
+                dump_schema(
+                    source,
+                    apply_schemas,
+                    "pre-data",
+                    snapshot_for_dump,
+                    version,
+                    app,
+                    extensions=ext_names,
+                    exclude=left_out,
+                )
                 if apply_schemas
                 else ""
             )
-            post_text = dump_schema(source, schemas, "post-data", snapshot_for_dump, version, app)
+            post_text = dump_schema(source, schemas, "post-data", snapshot_for_dump, version, app, exclude=left_out)
 
         warnings: list[str] = []
         if ext_names and choose(version).major < EXTENSION_OPTION_MAJOR:

@@ -60,7 +60,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from include.pg_migration import state
+from include.pg_migration import selection, state
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import SnapshotLost
 from include.pg_migration.lo_digest import compare_large_objects, large_object_digests_both
@@ -366,7 +366,8 @@ def validate_schema(
         apply_settings(src, {**SOURCE_SETTINGS, **TEXT_SETTINGS})
         apply_settings(tgt, {**TARGET_READ_SETTINGS, **TEXT_SETTINGS})
         recorded = state.loaded_tables(tgt, [schema]) if state.exists(tgt) else {}
-        src_tables = [r[0] for r in src.execute(SCHEMA_TABLES, {"schema": schema})]
+        skip, empty = _left_out(tgt, run_id, schema)  # the table-level selection: left out, data left out
+        src_tables = [r[0] for r in src.execute(SCHEMA_TABLES, {"schema": schema}) if r[0] not in skip]
         tgt_tables = {r[0] for r in tgt.execute(SCHEMA_TABLES, {"schema": schema})}
         forced = {r[0] for r in tgt.execute(FORCED_ROW_SECURITY, {"schema": schema})}
         for table in src_tables:
@@ -377,7 +378,9 @@ def validate_schema(
                 check.status = "mismatch"
                 continue
             rec = recorded.get((schema, table))
-            if run_id is not None and rec is not None:
+            if table in empty:
+                check.source_rows, check.note = 0, f"{NO_DATA}: 0 rows expected ({check.source_rows_now} in the source)"
+            elif run_id is not None and rec is not None:
                 check.source_rows = rec["source_rows"]
                 if rec["run_id"] != run_id:
                     check.note = f"loaded by run {rec['run_id']} (resume: another snapshot)"
@@ -410,11 +413,23 @@ def validate_schema(
         if mode == "checksums":
             _checksums(source, tgt, schema, result, snapshot_id, app, forced)
         if structure:
-            result.structure_diffs = diff_inventory(inventory(src, schema), inventory(tgt, schema))
+            source_items = selection.without_left_out(src, schema, inventory(src, schema), skip)
+            result.structure_diffs = diff_inventory(source_items, inventory(tgt, schema))
             result.mismatches += [f"structure: {d}" for d in result.structure_diffs]
         _sequences(src, tgt, schema, result, run_id)
     result.seconds = round(time.monotonic() - started, 3)
     return result
+
+
+#: The note of a table whose rows the selection leaves out (``exclude_table_data``).
+NO_DATA = "data left out by exclude_table_data"
+
+
+def _left_out(tgt: psycopg.Connection, run_id: str | None, schema: str) -> tuple[set[str], set[str]]:
+    """The schema's tables the run's selection left out, and those whose data it left out (its plan)."""
+    run = state.get_run(tgt, run_id) if run_id is not None and state.exists(tgt) else None
+    left = selection.left_out((run or {}).get("plan"))
+    return selection.names_in(left["tables"], schema), selection.names_in(left["data"], schema)
 
 
 def _checksums(
@@ -442,7 +457,7 @@ def _checksums(
         elif method == "portable":
             result.notes.append("checksums: md5 of the rows' UTF-8 text (the databases' encodings differ)")
         for check in result.tables:
-            if check.status in ("missing", "extra"):
+            if check.status in ("missing", "extra") or check.note.startswith(NO_DATA):
                 continue
             problem = _checksum_pair(src, tgt, schema, check, method, forced)
             if problem:

@@ -1,0 +1,124 @@
+"""The data unit's batched path for small tables (include/pg_migration/phases/data_small.py), on the
+real servers: several tables per target transaction, each checked against the cut, never a child's
+rows, all of a batch or nothing of it, a big table beside them still on psql's stream."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from include.pg_migration import state
+from include.pg_migration.errors import UnitFailed
+from include.pg_migration.harness import LocalRun
+from include.pg_migration.phases import data_small
+from include.pg_migration.phases.validate import validate_schema
+from tests.conftest import assert_equal_data
+
+REWRITTEN = "rewritten or truncated on the source after the cut"
+
+#: One schema of several small tables (the inheritance parent sorts after its sibling, so it is not
+#: first in its batch), its child in another schema, one table over 1 MB, a table with a trigger and
+#: one with a user type (text COPY).
+DDL = """
+CREATE SCHEMA a; CREATE SCHEMA b;
+CREATE TYPE a.mood AS (happy boolean, level int);
+CREATE TABLE a.aa (id int PRIMARY KEY, v text);
+CREATE TABLE a.parent (id int PRIMARY KEY, v text);
+CREATE TABLE b.child (extra int) INHERITS (a.parent);
+CREATE TABLE a.typed (id int PRIMARY KEY, m a.mood);
+CREATE TABLE a.trig (id int PRIMARY KEY, v int);
+CREATE FUNCTION a.bump() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN NEW.v := NEW.v + 1000; RETURN NEW; END$$;
+CREATE TRIGGER bump BEFORE INSERT ON a.trig FOR EACH ROW EXECUTE FUNCTION a.bump();
+CREATE TABLE a.zbig (id int PRIMARY KEY, v text);
+CREATE INDEX ON a.aa (v);
+INSERT INTO a.aa SELECT g, 'aa ' || g FROM generate_series(1, 40) g;
+INSERT INTO a.parent SELECT g, 'p ' || g FROM generate_series(1, 30) g;
+INSERT INTO b.child SELECT g, 'c ' || g, g FROM generate_series(100, 120) g;
+INSERT INTO a.typed SELECT g, ROW(g % 2 = 0, g)::a.mood FROM generate_series(1, 25) g;
+ALTER TABLE a.trig DISABLE TRIGGER bump;
+INSERT INTO a.trig SELECT g, g FROM generate_series(1, 10) g;
+ALTER TABLE a.trig ENABLE TRIGGER bump;
+INSERT INTO a.zbig SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 12000) g;
+ANALYZE;
+"""
+
+
+def _run_id() -> str:
+    return f"test__{uuid.uuid4().hex[:8]}"
+
+
+def test_small_tables_load_in_batches_beside_a_big_one(pair):
+    with pair.source_su() as src:
+        src.execute(DDL)
+    run = LocalRun(pair.source, pair.target, _run_id(), pool_size=2)
+    try:
+        plan = run.start()
+        units = {u["schema"]: u["unit_id"] for u in plan["units"]}
+        run.unit(units["b"])  # the child first: a's batch must not truncate it (TRUNCATE ONLY a, ONLY b)
+        run.unit(units["a"])
+        run.finish()
+    finally:
+        run.close()
+    with pair.source_su() as src, pair.target_su() as tgt:
+        assert_equal_data(src, tgt)
+        assert tgt.execute("SELECT count(*) FROM ONLY b.child").fetchone()[0] == 21
+        assert tgt.execute("SELECT sum(v) FROM a.trig").fetchone()[0] == 55  # the trigger did not fire
+        assert tgt.execute("SELECT tgenabled FROM pg_trigger WHERE tgname = 'bump'").fetchone()[0] == "O"
+        formats = dict(tgt.execute("SELECT table_name, copy_format FROM _pg_migration.tables WHERE schema_name = 'a'"))
+        assert formats == {"aa": "binary", "parent": "binary", "typed": "text", "trig": "binary", "zbig": "binary"}
+        built = {r[0] for r in tgt.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'a'")}
+        assert {"aa_pkey", "aa_v_idx", "parent_pkey", "typed_pkey", "trig_pkey", "zbig_pkey"} <= built
+        assert (
+            tgt.execute(
+                "SELECT count(*) FROM pg_stat_user_tables WHERE schemaname = 'a' AND last_analyze IS NULL"
+            ).fetchone()[0]
+            == 0
+        )
+    assert validate_schema(pair.source, pair.target, "a", run_id=run.run_id).ok
+
+
+def test_a_table_rewritten_after_the_cut_fails_its_batch_by_name(pair):
+    with pair.source_su() as src:
+        src.execute(DDL)
+    run = LocalRun(pair.source, pair.target, _run_id(), pool_size=2)
+    try:
+        plan = run.start()
+        with pair.source_su() as src:
+            src.execute("TRUNCATE a.parent")  # not MVCC-safe: the run's snapshot would see no row
+        unit = next(u["unit_id"] for u in plan["units"] if u["schema"] == "a")
+        with pytest.raises(UnitFailed, match=rf"table a\.parent: {REWRITTEN}"):
+            run.unit(unit)
+    finally:
+        run.close()
+    with pair.target_su() as tgt:
+        recorded = {t for (t,) in tgt.execute("SELECT table_name FROM _pg_migration.tables WHERE schema_name = 'a'")}
+        assert recorded == {"zbig"}  # the big table went alone and first; nothing of the small batch
+        assert tgt.execute("SELECT count(*) FROM a.aa").fetchone()[0] == 0
+
+
+def test_batches_and_the_number_per_transaction():
+    assert list(data_small.batches(list("abcde"), 2)) == [["a", "b"], ["c", "d"], ["e"]]
+    assert list(data_small.batches([], 16)) == []
+    assert 1 <= data_small.tables_per_transaction() <= 64
+    assert data_small.SMALL_TABLE_BYTES == 1024 * 1024
+
+
+def test_state_rows_of_a_batch_commit_with_it(pair):
+    """A batch whose second table fails to load (the target's column type refuses the rows) commits
+    nothing of the batch: no rows, no records."""
+    with pair.source_su() as src:
+        src.execute(DDL)
+    run = LocalRun(pair.source, pair.target, _run_id(), pool_size=2)
+    try:
+        plan = run.start()
+        with pair.target_su() as tgt:
+            tgt.execute("ALTER TABLE a.parent ADD CONSTRAINT tiny CHECK (id < 5)")
+        unit = next(u["unit_id"] for u in plan["units"] if u["schema"] == "a")
+        with pytest.raises(UnitFailed, match=r"table a\.parent: .*tiny"):
+            run.unit(unit)
+    finally:
+        run.close()
+    with pair.target_su() as tgt:
+        assert state.loaded_tables(tgt, ["a"]).keys() == {("a", "zbig")}
+        assert tgt.execute("SELECT count(*) FROM a.aa").fetchone()[0] == 0
