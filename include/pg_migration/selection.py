@@ -50,7 +50,8 @@ PARAMS = ("tables", "exclude_tables", "exclude_table_data")
 #: them: name and schema by regular expression, or, for a pattern without a schema part, visibility.
 MATCHES = """
 SELECT p.ord::int AS pattern, n.nspname AS schema, c.relname AS name
-  FROM pg_catalog.unnest(%(schema_res)s::text[], %(name_res)s::text[]) WITH ORDINALITY AS p(schema_re, name_re, ord)
+  FROM ROWS FROM (pg_catalog.unnest(%(schema_res)s::text[]), pg_catalog.unnest(%(name_res)s::text[]))
+       WITH ORDINALITY AS p(schema_re, name_re, ord)
   JOIN pg_catalog.pg_class c
     ON c.relkind IN ('r', 'p', 'f') AND c.relname OPERATOR(pg_catalog.~) p.name_re COLLATE pg_catalog.default
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
