@@ -8,8 +8,8 @@ ANALYZE each. Here :func:`copy_batch` moves up to :func:`tables_per_transaction`
     LOCK TABLE ONLY a, ONLY b, ... IN ACCESS SHARE MODE; each file in the snapshot = its live file, or the
         batch fails naming the table rewritten or truncated after the cut (as data.unchanged_since_the_cut)
     (target, one transaction)
-    TRUNCATE ONLY a, ONLY b, ...     -- ONLY binds to one name: never a child's rows
-    COPY a (cols) FROM STDIN (FORMAT binary, FREEZE)  <-  COPY a (cols) TO STDOUT on the snapshot session
+    DELETE FROM ONLY a; DELETE FROM ONLY b; ...   -- never a child's rows (see _prepare_target)
+    COPY a (cols) FROM STDIN (FORMAT binary)  <-  COPY a (cols) TO STDOUT on the snapshot session
     ... (each table: rows read == rows written, or the batch rolls back naming the table)
     INSERT INTO _pg_migration.tables ... (every table's record, in one round trip)
     COMMIT
@@ -47,11 +47,11 @@ def tables_per_transaction() -> int:
     """How many small tables one target transaction loads (and one source savepoint locks).
 
     A fixed, conservative number until the run's lock budget (``include/pg_migration/locks.py``)
-    decides it: a loaded table holds about 4 entries of the target's lock table until its batch
-    commits (the table, its TOAST table and TOAST index, TRUNCATE's new files), its index build about
-    5, and 3 on the source while it is read (the table, its TOAST table and index): 16 tables stay
-    within one session's share (``max_locks_per_transaction`` 64 by default, 16 in the tests' small
-    lock table times the server's process slots) with room for every other session of the run."""
+    decides it: a loaded table holds about 3 entries of the target's lock table until its batch
+    commits (the table, its TOAST table and its index), its index build about 5, and 3 on the source
+    while it is read: 16 tables stay within one session's share of a stock lock table
+    (``max_locks_per_transaction`` 64 per process slot; 16 in the tests' small one) with room for
+    every other session of the run."""
     return 16
 
 
@@ -90,7 +90,8 @@ SELECT c.oid::bigint AS oid, c.relfilenode::bigint AS in_snapshot,
 #: The batch's tables on the target, and whether each has user triggers.
 TARGET_TABLES = """
 SELECT c.relname AS name, c.oid::bigint AS oid,
-       EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal) AS triggers
+       EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid AND NOT g.tgisinternal) AS triggers,
+       c.relhasrules OR c.relforcerowsecurity AS truncate
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE n.nspname = %(schema)s AND c.relname = ANY(%(names)s)
 """
@@ -205,22 +206,34 @@ def unchanged_since_the_cut(src: psycopg.Connection, schema: str, tables: dict[s
             src.execute("RELEASE SAVEPOINT pg_migration_batch")
 
 
-def _prepare_target(tgt: psycopg.Connection, schema: str, names: list[str]) -> dict[str, bool]:
-    """In the batch's transaction: empty its tables; ``{table: has user triggers (now disabled)}``."""
-    found = {r[0]: (r[1], r[2]) for r in tgt.execute(TARGET_TABLES, {"schema": schema, "names": names})}
+def _prepare_target(tgt: psycopg.Connection, schema: str, names: list[str]) -> tuple[dict[str, bool], list[str]]:
+    """In the batch's transaction: empty its tables; ``({table: COPY may FREEZE}, tables with user
+    triggers, now disabled)``.
+
+    ``DELETE FROM ONLY``, not TRUNCATE: on a small table TRUNCATE's new files cost ~4 ms each (a
+    DELETE of an empty table ~0.1 ms; a retried batch's tables are empty, its killed attempt never
+    committed), and a DELETE holds one lock per table instead of one per file. The rows then are not
+    frozen (autovacuum does it; a small table's worth). A table with rules or forced row security
+    (a reload after post-data) is TRUNCATEd: a rule or a policy could make a DELETE leave rows. User
+    triggers are disabled first (re-enabled in the same transaction) and forbid FREEZE."""
+    found = {r[0]: r[1:] for r in tgt.execute(TARGET_TABLES, {"schema": schema, "names": names})}
     missing = [n for n in names if n not in found]
     if missing:
         raise UnitFailed(f"table {schema}.{missing[0]} does not exist on the target (did pre-data run?)")
     apply_settings(tgt, LOAD_SETTINGS)
-    for fk_schema, fk_table, conname in tgt.execute(FKS_TOUCHING_ANY, {"oids": [o for o, _ in found.values()]}):
+    for fk_schema, fk_table, conname in tgt.execute(FKS_TOUCHING_ANY, {"oids": [f[0] for f in found.values()]}):
         tgt.execute(
             sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(ident(fk_schema, fk_table), sql.Identifier(conname))
         )
-    triggers = {n: found[n][1] for n in names}
-    for name in (n for n in names if triggers[n]):
+    for name in (n for n in names if found[n][1]):
         tgt.execute(sql.SQL("ALTER TABLE {} DISABLE TRIGGER USER").format(ident(schema, name)))
-    tgt.execute(sql.SQL("TRUNCATE {}").format(only(schema, names)))
-    return triggers
+    truncate = [n for n in names if found[n][2]]
+    if truncate:
+        tgt.execute(sql.SQL("TRUNCATE {}").format(only(schema, truncate)))
+    deletes = [sql.SQL("DELETE FROM ONLY {}").format(ident(schema, n)) for n in names if not found[n][2]]
+    if deletes:
+        tgt.execute(sql.SQL("; ").join(deletes))  # one round trip (no parameters: the simple protocol)
+    return {n: bool(found[n][2]) and not found[n][1] for n in names}, [n for n in names if found[n][1]]
 
 
 def _copy_one(
@@ -272,13 +285,13 @@ def copy_batch(
     current = f"{schema}.{next(iter(tables))}"
     try:
         with unchanged_since_the_cut(src, schema, tables), tgt.transaction():
-            triggers = _prepare_target(tgt, schema, list(tables))
+            freeze, triggered = _prepare_target(tgt, schema, list(tables))
             with src.cursor() as scur, tgt.cursor() as tcur:
                 for result in results:
                     current = f"{schema}.{result.table}"
-                    _copy_one(scur, tcur, result, columns[tables[result.table]], not triggers[result.table])
+                    _copy_one(scur, tcur, result, columns[tables[result.table]], freeze[result.table])
                 current = f"{schema}.{next(iter(tables))}"
-                for name in (n for n in tables if triggers[n]):
+                for name in triggered:
                     tcur.execute(sql.SQL("ALTER TABLE {} ENABLE TRIGGER USER").format(ident(schema, name)))
                 seconds = (time.monotonic() - started) / len(results)
                 for result in results:
