@@ -1,7 +1,10 @@
 """The data phase (the ``migrate_unit`` task, worker phase ``data``): one unit copies its tables
 with COPY streams and builds their indexes (:func:`run_data_unit`).
 
-For each table, largest first, in one target transaction:
+Tables of 1 MB and more (heap + TOAST in the source) are copied one by one, largest first, each in
+its own target transaction, as below. The smaller ones follow, several per target transaction, read
+on the unit's own snapshot session and built as a batch (:mod:`.data_small`: the same checks, one
+round trip where this path takes one per table). For each big table, in one target transaction:
 
     (source: LOCK TABLE ONLY t IN ACCESS SHARE MODE, in a savepoint of the unit's snapshot session;
      its file in the snapshot = its live file, or it fails: rewritten or truncated after the cut)
@@ -30,7 +33,8 @@ both sides); text otherwise. Columns are named on both sides, so a child whose c
 on the target still loads. Rows stream through memory in chunks: nothing touches the disk.
 
 While the next table loads, a second target session builds the finished table's indexes and
-primary/unique keys (the post-data entries the plan assigned to it), then ANALYZEs it.
+primary/unique keys (the post-data entries the plan assigned to it), then ANALYZEs it (a batch of
+small tables: all of theirs in one statement list).
 """
 
 from __future__ import annotations
