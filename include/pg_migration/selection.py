@@ -28,9 +28,10 @@ their schema. Every pattern must match at least one table of the selected schema
 naming it (``pg_dump --strict-names``). Pre-flight (:func:`consistency`) refuses a selection that
 cannot be restored consistently, naming both objects: an included child or partition of a table left
 out, a partition left out of an included partitioned table, a foreign key from an included table to
-one left out or whose data is left out. The plan carries what was left out (``plan["left_out"]``):
-pre-data dumps with ``-T`` for it, the data units skip both kinds, validation ignores the tables left
-out and expects 0 rows in those whose data is, and the report lists them.
+one left out or whose data is left out, a view of the selected schemas reading a table left out.
+The plan carries what was left out (``plan["left_out"]``): pre-data dumps with ``-T`` for it, the
+data units skip both kinds, validation ignores the tables left out and expects 0 rows in those whose
+data is, and the report lists them.
 """
 
 from __future__ import annotations
@@ -60,8 +61,9 @@ SELECT p.ord::int AS pattern, n.nspname AS schema, c.relname AS name
             ELSE n.nspname OPERATOR(pg_catalog.~) p.schema_re COLLATE pg_catalog.default END
 """
 
-#: Inheritance (and partition) links and foreign keys touching the selected schemas: what a table-level
-#: selection must keep together. One pass over pg_inherits and pg_constraint (linear in their size).
+#: Inheritance (and partition) links, foreign keys and views (materialized too) over tables, from the
+#: selected schemas: what a table-level selection must keep together. One pass over pg_inherits,
+#: pg_constraint and pg_depend's rewrite rules (linear in their size).
 LINKS = """
 SELECT CASE WHEN c.relispartition THEN 'partition' ELSE 'child' END AS kind,
        cn.nspname AS schema, c.relname AS name, pn.nspname AS other_schema, p.relname AS other, '' AS via
@@ -79,6 +81,17 @@ SELECT 'key', n.nspname, t.relname, rn.nspname, r.relname, k.conname
   JOIN pg_catalog.pg_class r ON r.oid = k.confrelid
   JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace
  WHERE k.contype = 'f' AND n.nspname = ANY(%(schemas)s) AND k.conparentid = 0
+UNION ALL
+SELECT DISTINCT 'view', vn.nspname, v.relname, tn.nspname, t.relname, ''
+  FROM pg_catalog.pg_depend d
+  JOIN pg_catalog.pg_rewrite w ON w.oid = d.objid
+  JOIN pg_catalog.pg_class v ON v.oid = w.ev_class
+  JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace
+  JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
+  JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
+ WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+   AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype = 'n'
+   AND vn.nspname = ANY(%(schemas)s) AND v.oid <> t.oid AND t.relkind IN ('r', 'p', 'f')
 """
 
 #: Indexes of some tables of a schema (validation leaves the indexes of tables left out aside).
@@ -307,6 +320,8 @@ def conflicts(left: dict[str, Any], links: list[tuple[str, str, str, str, str, s
                 f"partition {q(this)} is left out ({why[this]}) of the included partitioned table {q(that)}: "
                 "its rows would be missing from it (include every partition, e.g. a pattern ending in *)"
             )
+        elif kind == "view" and this[0] in selected and that in out_tables:
+            problems.append(f"view {q(this)} reads {q(that)}, which is left out ({why[that]})")
         elif kind == "key" and kept(this) and that in out_tables:
             problems.append(f"foreign key {via} of {q(this)} references {q(that)}, which is left out ({why[that]})")
         elif kind == "key" and kept(this) and this not in out_data and that in out_data:

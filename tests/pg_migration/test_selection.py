@@ -126,14 +126,16 @@ def test_conflicts_name_both_objects():
         ("child", "s", "kid", "s", "mum", ""),
         ("partition", "s", "p1", "s", "events", ""),
         ("key", "s", "line", "s", "head", "line_head_fkey"),
+        ("view", "s", "v_heads", "s", "head", ""),
     ]
     assert conflicts(_left(), links, {"s"}) == []
     [kid] = conflicts(_left(tables=[("s", "mum")]), links, {"s"})
     assert "s.kid is included but its parent s.mum is left out" in kid
     [part] = conflicts(_left(tables=[("s", "p1")]), links, {"s"})
     assert "partition s.p1 is left out" in part and "partitioned table s.events" in part
-    [key] = conflicts(_left(tables=[("s", "head")]), links, {"s"})
+    key, view = conflicts(_left(tables=[("s", "head")]), links, {"s"})
     assert "foreign key line_head_fkey of s.line references s.head, which is left out" in key
+    assert "view s.v_heads reads s.head, which is left out" in view
     [data] = conflicts(_left(data=[("s", "head")]), links, {"s"})
     assert "s.line references s.head, whose data is left out" in data
     # fine: a child left out of an included parent (ONLY), a key from a table whose data is left out too
@@ -216,6 +218,7 @@ def test_preflight_refuses_what_cannot_be_restored_naming_both(pair):
             "exclude_table_data",
             "order_lines_order_id_fkey of sales.order_lines references sales.orders",
         ),
+        "sales.ord*": ("exclude_tables", "view sales.v_orders reads sales.orders, which is left out"),
     }
     for pattern, (param, expected) in cases.items():
         inv = _inventory(pair, **{param: [pattern]})
