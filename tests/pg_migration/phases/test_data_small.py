@@ -13,6 +13,7 @@ from include.pg_migration.errors import UnitFailed
 from include.pg_migration.harness import LocalRun
 from include.pg_migration.phases import data_small
 from include.pg_migration.phases.validate import validate_schema
+from include.pg_migration.sessions import open_source_snapshot
 from tests.conftest import assert_equal_data
 
 REWRITTEN = "rewritten or truncated on the source after the cut"
@@ -122,3 +123,39 @@ def test_state_rows_of_a_batch_commit_with_it(pair):
     with pair.target_su() as tgt:
         assert state.loaded_tables(tgt, ["a"]).keys() == {("a", "zbig")}
         assert tgt.execute("SELECT count(*) FROM a.aa").fetchone()[0] == 0
+
+
+def test_a_reload_empties_tables_whose_rules_would_keep_rows(pair):
+    """A reload after post-data (resume): a DO INSTEAD NOTHING rule would make a DELETE leave the old
+    rows: such a table is TRUNCATEd, the others emptied by DELETE. (Forced row security is TRUNCATEd
+    too, but the target's COPY refuses such a table anyway, by name, as on the big tables' path.)"""
+    ddl = """
+    CREATE SCHEMA r;
+    CREATE TABLE r.ruled (id int PRIMARY KEY); CREATE TABLE r.forced (id int PRIMARY KEY);
+    CREATE TABLE r.plain (id int PRIMARY KEY);
+    """
+    with pair.source_su() as src:
+        src.execute(ddl)
+        src.execute(
+            "INSERT INTO r.ruled VALUES (1), (2); INSERT INTO r.forced VALUES (3); INSERT INTO r.plain VALUES (4)"
+        )
+    with pair.target_su() as tgt:
+        tgt.execute(ddl)
+        tgt.execute(
+            "INSERT INTO r.ruled VALUES (7), (8), (9); INSERT INTO r.forced VALUES (7); INSERT INTO r.plain VALUES (7)"
+        )
+        tgt.execute("CREATE RULE keep AS ON DELETE TO r.ruled DO INSTEAD NOTHING")
+        tgt.execute("GRANT ALL ON SCHEMA r TO aurora_admin; GRANT ALL ON ALL TABLES IN SCHEMA r TO aurora_admin")
+        for t in ("ruled", "forced", "plain"):
+            tgt.execute(f"ALTER TABLE r.{t} OWNER TO aurora_admin")
+    src = open_source_snapshot(pair.source, "test", None)
+    with src, pair.target.connect("test") as tgt:
+        oids = data_small.unit_tables(src, "r", ["ruled", "forced", "plain"])
+        results = data_small.copy_batch(
+            src, tgt, "r", {t: oids[t][0] for t in ("ruled", "forced", "plain")}, lambda cur, rows: None, True
+        )
+    assert {r.table: r.source_rows for r in results} == {"ruled": 2, "forced": 1, "plain": 1}
+    with pair.target_su() as tgt:
+        assert tgt.execute("SELECT array_agg(id ORDER BY id) FROM r.ruled").fetchone()[0] == [1, 2]
+        assert tgt.execute("SELECT array_agg(id) FROM r.forced").fetchone()[0] == [3]
+        assert tgt.execute("SELECT array_agg(id) FROM r.plain").fetchone()[0] == [4]
