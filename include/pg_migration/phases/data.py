@@ -137,7 +137,8 @@ def run_data_unit(source: Endpoint, target: Endpoint, run_id: str, unit_id: str)
                 total_bytes = _copy_tables(
                     source, src, load, builder, unit["schema"], todo, run_id, unit_id, snapshot_id
                 )
-                builder.submit(unit["schema"], *kept)
+                for batch in small.batches(kept, small.tables_per_transaction()):  # what a killed attempt left
+                    builder.submit(unit["schema"], *batch)
             builder.finish()
         except MigrationError as exc:
             state.unit_finished(tgt, run_id, unit_id, "failed", time.monotonic() - started, error=str(exc))

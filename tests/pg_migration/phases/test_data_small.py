@@ -159,3 +159,22 @@ def test_a_reload_empties_tables_whose_rules_would_keep_rows(pair):
         assert tgt.execute("SELECT array_agg(id ORDER BY id) FROM r.ruled").fetchone()[0] == [1, 2]
         assert tgt.execute("SELECT array_agg(id) FROM r.forced").fetchone()[0] == [3]
         assert tgt.execute("SELECT array_agg(id) FROM r.plain").fetchone()[0] == [4]
+
+
+def test_a_batch_whose_index_build_fails_names_the_table_and_builds_the_others(pair):
+    with pair.source_su() as src:
+        src.execute(DDL)
+    run = LocalRun(pair.source, pair.target, _run_id(), pool_size=2)
+    try:
+        plan = run.start()
+        with pair.target_su() as tgt:  # takes the name a.aa's primary key needs
+            tgt.execute("CREATE INDEX aa_pkey ON a.zbig (v)")
+        unit = next(u["unit_id"] for u in plan["units"] if u["schema"] == "a")
+        with pytest.raises(UnitFailed, match=r'table a\.aa: building its indexes/keys failed: relation "aa_pkey"'):
+            run.unit(unit)
+    finally:
+        run.close()
+    with pair.target_su() as tgt:
+        built = {r[0] for r in tgt.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'a'")}
+        assert {"parent_pkey", "typed_pkey", "trig_pkey", "zbig_pkey"} <= built  # the batch's other tables
+        assert tgt.execute("SELECT count(*) FROM a.aa").fetchone()[0] == 40  # the rows committed before
