@@ -24,12 +24,15 @@ Reads top to bottom as the migration's story:
    size, a dominant schema alone): each group's schemas one after another, each recorded on its own:
    exact `ONLY` row counts (and checksums when asked), structure, sequences. A group that could not
    validate a schema fails after trying the others, naming it.
-9. `mode: "replicate"` only (near-zero downtime): the cut is a logical replication slot's snapshot
+9. **ownership**: every object handed to its source owner where the target role may (`ownership: carry`,
+   the default; `exact` fails the run in pre-flight on an owner it cannot carry; `target_user` keeps the
+   target role as owner of everything), read back and compared.
+10. `mode: "replicate"` only (near-zero downtime): the cut is a logical replication slot's snapshot
    (**check_replication** vets the source first); after validation, **subscribe** streams every later
    change into the target and shows the lag once it caught up; `pg_migration_cutover` finishes the job in
    the downtime window, `pg_migration_abort` calls it off. **cleanup_replication** leaves no slot or
    publication behind when a run does not reach streaming.
-10. **report** (`report.json` + `report.md`, path in the log) beside **cleanup** (snapshot, guard), then
+11. **report** (`report.json` + `report.md`, path in the log) beside **cleanup** (snapshot, guard), then
    the **verdict**: the run fails if anything failed or differs, or if the cleanup failed.
 
 **runner** `ecs` runs steps 4-7 (every phase that needs PostgreSQL client tools) as Fargate tasks of
@@ -176,6 +179,12 @@ def build_migration_dag(
             tasks.validate_group(params, run_id, group)
 
         @task(retries=1)
+        def ownership(params=None, run_id=None):
+            """Hand every object to its source owner where the target role may (param `ownership`): last,
+            after load and validation (loading needs the target role to own the tables)."""
+            return tasks.ownership(params, run_id)
+
+        @task(retries=1)
         def subscribe(params=None, run_id=None):
             """mode replicate: stream every change made since the cut into the target (no copy), then
             wait for it to catch up and record the lag. A retry re-attaches (subscribing is idempotent)."""
@@ -230,6 +239,7 @@ def build_migration_dag(
             lobs_on_ecs = fargate("large_objects", "large-objects")
             post_on_ecs = fargate("post_data", "post-data")
         checks = validate.expand(group=groups)
+        owners = ownership()
         streaming = subscribe()
         replication_done = cleanup_replication()
         summary = report()
@@ -244,7 +254,7 @@ def build_migration_dag(
         chain([groups, runner], held, pre, [units, lobs], post, checks)
         chain([units, lobs], released, checks)
         # The report and the cleanup (snapshot, guard) side by side; the verdict judges both.
-        chain(checks, streaming, replication_done, [summary, done], final)
+        chain(checks, owners, streaming, replication_done, [summary, done], final)
         chain([groups, runner], on_ecs)
         chain(on_ecs, holder, held_on_ecs, pre_on_ecs, [units_on_ecs, lobs_on_ecs], post_on_ecs, checks)
         chain([units_on_ecs, lobs_on_ecs], released)

@@ -151,6 +151,17 @@ def run_worker(params: dict[str, Any], run_id: str, phase: str, unit_id: str | N
 # -- validation, report, verdict ------------------------------------------------------------------------
 
 
+def ownership(params: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """The ``ownership`` step (:func:`include.pg_migration.ownership.hand_over`); nothing in dry, validate-only runs."""
+    from include.pg_migration import ownership as own  # noqa: PLC0415 - the ownership task only
+
+    if params["dry_run"] or params["validate_only"] or params.get("ownership") == "target_user":
+        log.info("ownership: nothing handed over (dry run, validate only or ownership: target_user)")
+        return {"skipped": True}
+    source, target = connections.endpoints(params)
+    return own.hand_over(source, target, run_id)
+
+
 def validate(params: dict[str, Any], run_id: str, schema: str) -> dict[str, Any]:
     from include.pg_migration.phases.validate import validate_and_record  # noqa: PLC0415 - the validate tasks only
 
@@ -169,6 +180,7 @@ def validate(params: dict[str, Any], run_id: str, schema: str) -> dict[str, Any]
         run_id=None if params["validate_only"] else run_id,
         mode=params["validation"],
         snapshot_id=snapshot_id,
+        owners=params["validate_only"] and params.get("ownership", "carry") != "target_user",
         logger=log,
     )
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from include.pg_migration import catalog, cutover, plan, run_order, state
+from include.pg_migration import catalog, cutover, ownership, plan, run_order, state
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.cutover.verify import copy_verified
 from include.pg_migration.errors import ConfigError, MigrationError
@@ -70,6 +70,7 @@ class LocalRun:
         resume: bool = False,
         create_roles: bool = True,
         replace_dependents: bool = False,
+        ownership: str = "target_user",
         dag_id: str = run_order.RUN_DAG_ID,
         log_dir: Path | None = None,
         tables: dict[str, list[str]] | None = None,
@@ -83,6 +84,7 @@ class LocalRun:
             "create_roles": create_roles,
             "replace_dependents": replace_dependents,
             "pool_size": pool_size,
+            "ownership": ownership,  # the DAG's default is "carry"; the harness keeps today's unless asked
         }
         self.consistent = consistent
         self.validation = "counts"
@@ -162,6 +164,9 @@ class LocalRun:
         """As the DAG's task: checksums keep the snapshot until validated."""
         if self.validation != "checksums":
             state.request_release(self.target, self.run_id)
+
+    def step_ownership(self) -> None:
+        ownership.hand_over(self.source, self.target, self.run_id)
 
     def step_cleanup(self) -> None:
         self.close()

@@ -22,8 +22,14 @@ collation                     database collation/ctype; ``collations used``: col
                               indexes use that the target lacks (blocking)
 extensions                    used on the source vs available on the target (missing: blocking);
                               ``untrusted extensions`` a non-superuser cannot create
-object owners, roles          roles owning objects (mapped to the target user) and grantees missing
-                              on the target (created NOLOGIN with ``create_roles``)
+object owners, roles          roles owning objects and grantees missing on the target (created with
+                              ``create_roles``, with their attributes and memberships)
+ownership                     ``ownership: carry|exact``: owners the target role cannot carry (a
+                              superuser, no ADMIN OPTION, no CREATE), named with their objects:
+                              a warning, blocking under ``exact``; ``role attributes``: per role to
+                              be created, what the target role may not grant (SUPERUSER,
+                              REPLICATION, BYPASSRLS), passwords; replicate mode: ``replication
+                              apply role`` (run_as_owner)
 tablespaces                   tables/indexes outside the default tablespace (ignored on the target)
 foreign tables                blocking unless their foreign server exists on the target
 unlogged tables               copied, unlogged on the target too
@@ -56,7 +62,7 @@ from typing import Any
 
 import psycopg
 
-from include.pg_migration import STATE_SCHEMA, catalog, pgtools, selection
+from include.pg_migration import STATE_SCHEMA, catalog, ownership, pgtools, selection
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import MigrationError
 from include.pg_migration.findings import finding, names_list
@@ -380,6 +386,7 @@ def run(source: Endpoint, target: Endpoint, inventory: dict[str, Any], params: d
             out += _extensions(src, tgt)
             out += _cross_schema(src, tgt, schemas)
             out += _roles(src, tgt, schemas, params)
+            out += ownership.preflight(src, tgt, schemas, params)
             out += _tablespaces(src, schemas)
             out += _foreign_tables(src, tgt, schemas)
             out += _row_security(src, schemas)
@@ -717,11 +724,20 @@ def _roles(
             "object owners",
             "ok",
             (", ".join(f"{o} ({n} object{'s' if n != 1 else ''})" for o, n in owners) or "none")
-            + ": objects will be owned by the target user (no ownership commands: the target is not superuser)",
+            + (
+                ": objects will be owned by the target user (ownership: target_user)"
+                if ownership.mode_of(params, ownership.DEFAULT) == "target_user"
+                else ": carried to them after validation where the target role may (finding ownership)"
+            ),
         )
     ]
     if missing:
-        action = "will be created NOLOGIN (create_roles)" if params.get("create_roles") else "their grants are skipped"
+        action = (
+            "will be created with their attributes and memberships where the target role may (create_roles; "
+            "finding role attributes)"
+            if params.get("create_roles")
+            else "their grants are skipped"
+        )
         out.append(
             finding(
                 "roles",

@@ -80,6 +80,7 @@ MIGRATION: tuple[Step, ...] = (
     Step("post_data", L + "phases.post_data:run_post_data", phase=POST_DATA),
     Step("release_snapshot", L + "state:request_release", beside="post_data"),
     Step("validate", L + "phases.validate:validate_and_record", mapped=True),
+    Step("ownership", L + "ownership:hand_over"),
     Step("subscribe", L + "replicate.subscription:subscribe", modes=("replicate",)),
     Step("cleanup_replication", L + "replicate.teardown:cleanup_run", modes=("replicate",)),
     Step("report", L + "reports.assemble:run_report"),

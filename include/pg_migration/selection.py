@@ -277,6 +277,20 @@ def left_out(plan_or_inventory: dict[str, Any] | None) -> dict[str, Any]:
     return {"patterns": got.get("patterns", {}), "tables": got.get("tables", []), "data": got.get("data", [])}
 
 
+#: Validation's note on a table whose rows the selection leaves out (``exclude_table_data``).
+NO_DATA = "data left out by exclude_table_data"
+
+
+def no_data_note(source_rows_now: int | None) -> str:
+    return f"{NO_DATA}: 0 rows expected ({source_rows_now} in the source)"
+
+
+def left_out_in(plan: dict[str, Any] | None, schema: str) -> tuple[set[str], set[str]]:
+    """The tables of one schema a plan leaves out, and those whose data it leaves out (validation)."""
+    left = left_out(plan)
+    return names_in(left["tables"], schema), names_in(left["data"], schema)
+
+
 def keys(entries: list[dict[str, str]], schema: str | None = None) -> set[tuple[str, str]]:
     return {(e["schema"], e["table"]) for e in entries if schema is None or e["schema"] == schema}
 

@@ -33,6 +33,7 @@ BAD = {
     "bandwidth 0": {"bandwidth_mb_s": 0},
     "split_mb 0": {"split_mb": 0},
     "source_conn_id empty": {"source_conn_id": ""},
+    "ownership owner": {"ownership": "owner"},
 }
 GOOD = {
     "defaults": {},
@@ -49,6 +50,7 @@ GOOD = {
         "split_mb": 512,
         "dry_run": True,
         "resume": False,
+        "ownership": "exact",
     },
 }
 
@@ -165,6 +167,7 @@ def test_every_param_is_a_form_field_with_title_description_and_type(paris):
         "resume",
         "validate_only",
         "consistent",
+        "ownership",
         "bandwidth_mb_s",
         "source_conn_id",
         "target_conn_id",

@@ -315,7 +315,7 @@ def test_storage_roles_keys_objects_and_capacity_findings(pair):
                 verdict, detail = one(found, "large objects")
                 assert verdict == "warning" and detail.startswith("1 large object(s)")
                 verdict, detail = one(found, "roles")
-                assert verdict == "warning" and role in detail and "NOLOGIN" in detail
+                assert verdict == "warning" and role in detail and "create_roles" in detail
                 verdict, detail = one(found, "object owners")
                 assert verdict == "ok" and "postgres (" in detail
                 verdict, detail = one(found, "target schemas")

@@ -42,7 +42,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from include.pg_migration import catalog, state
+from include.pg_migration import catalog, ownership, state
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import MigrationError
 from include.pg_migration.lo_digest import large_object_digests_both
@@ -395,8 +395,12 @@ def matviews(source: Endpoint, target: Endpoint, cutover_run_id: str) -> list[st
 def validate(
     source: Endpoint, target: Endpoint, cutover_run_id: str, schema: str, mode: str = "counts"
 ) -> dict[str, Any]:
-    """Validate one schema live on both sides (writes are stopped): counts, checksums, structure, sequences."""
-    return validate_and_record(source, target, schema, cutover_run_id, mode=mode, logger=log)
+    """Validate one schema live on both sides (writes are stopped): counts, checksums, structure, sequences;
+    owners too when the replicate run carried them (its ``ownership`` param)."""
+    with target.connect("pg_migration cutover", autocommit=True) as tgt:
+        run = state.get_run(tgt, records.by_cutover(tgt, cutover_run_id)["run_id"]) or {}
+    owners = ownership.mode_of(run.get("params") or {}) != "target_user"
+    return validate_and_record(source, target, schema, cutover_run_id, mode=mode, owners=owners, logger=log)
 
 
 def finish(

@@ -34,7 +34,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from include.pg_migration import catalog, selection, state
+from include.pg_migration import catalog, roles, selection, state
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import ConfigError, MigrationError, UnitFailed
 from include.pg_migration.pgtools import (
@@ -241,22 +241,14 @@ def run_pre_data(source: Endpoint, target: Endpoint, run_id: str, app: str) -> d
 
 
 def _create_roles(source: Endpoint, tgt: psycopg.Connection, schemas: list[str], app: str) -> list[str]:
-    """Create (NOLOGIN, no password) the roles that grants on the schemas name but the target lacks."""
+    """Create the roles that grants on the schemas name but the target lacks, with their attributes and
+    memberships where the target role may (:func:`include.pg_migration.roles.create_roles`)."""
     with source.connect(app, autocommit=True) as src:
         grantees = [r[0] for r in src.execute(catalog.GRANTEES, {"schemas": schemas})]
-        owners = {r[0] for r in src.execute("SELECT rolname FROM pg_catalog.pg_roles WHERE rolsuper")}
-    have = {r[0] for r in tgt.execute("SELECT rolname FROM pg_catalog.pg_roles")}
-    notes = []
-    for role in grantees:
-        if role in have or role in owners:
-            continue
-        try:
-            with tgt.transaction():
-                tgt.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
-            notes.append(f"role {role!r} created on the target (NOLOGIN, no password: set one if it must log in)")
-        except psycopg.Error as exc:
-            notes.append(f"role {role!r} could not be created: {str(exc).strip().splitlines()[0]}")
-    return notes
+        supers = {r[0] for r in src.execute("SELECT rolname FROM pg_catalog.pg_roles WHERE rolsuper")}
+        have = {r[0] for r in tgt.execute("SELECT rolname FROM pg_catalog.pg_roles")}
+        missing = [role for role in grantees if role not in have and role not in supers]
+        return roles.create_roles(src, tgt, missing)[1] if missing else []
 
 
 def _owners(src: psycopg.Connection, schemas: list[str]) -> dict[tuple[str, str, str], tuple[str, str]]:

@@ -40,6 +40,9 @@ prove, per schema and per table, that the target equals the source.
   materialized views, functions, triggers, sequences and privileges, per schema, diffed.
 * **Sequences** -- the target's value must be at least what post-data set (never behind); the
   report shows the drift of a live source.
+* **Owners** (``owners``: validate-only and cut-over runs with ``ownership`` carry/exact) -- each object's
+  owner wherever the target role is a member of the source owner (it was carried), differences named
+  (:func:`include.pg_migration.ownership.validate_owners`).
 * **Large objects** (:func:`validate_database`) -- count and content, by a digest over 1 MiB
   ``lo_get`` reads (:mod:`include.pg_migration.lo_digest`), both sides in parallel; the seconds it
   took are recorded (``database.large_objects.seconds`` of the report).
@@ -60,7 +63,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from include.pg_migration import selection, state
+from include.pg_migration import ownership, selection, state
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import SnapshotLost
 from include.pg_migration.lo_digest import compare_large_objects, large_object_digests_both
@@ -357,8 +360,10 @@ def validate_schema(
     mode: str = "counts",
     snapshot_id: str | None = None,
     structure: bool = True,
+    owners: bool = False,
 ) -> SchemaValidation:
-    """Compare one schema on both sides (see module doc). Never raises for a difference: reports it."""
+    """Compare one schema on both sides (see module doc). Never raises for a difference: reports it.
+    ``owners``: also the owners wherever the target role is a member of the source owner (carried)."""
     started = time.monotonic()
     result = SchemaValidation(schema=schema, mode=mode)
     app = f"pg_migration validate {schema}"[:63]
@@ -366,7 +371,8 @@ def validate_schema(
         apply_settings(src, {**SOURCE_SETTINGS, **TEXT_SETTINGS})
         apply_settings(tgt, {**TARGET_READ_SETTINGS, **TEXT_SETTINGS})
         recorded = state.loaded_tables(tgt, [schema]) if state.exists(tgt) else {}
-        skip, empty = _left_out(tgt, run_id, schema)  # the table-level selection: left out, data left out
+        run = state.get_run(tgt, run_id) if run_id is not None and state.exists(tgt) else None
+        skip, empty = selection.left_out_in((run or {}).get("plan"), schema)  # left out, data left out
         src_tables = [r[0] for r in src.execute(SCHEMA_TABLES, {"schema": schema}) if r[0] not in skip]
         tgt_tables = {r[0] for r in tgt.execute(SCHEMA_TABLES, {"schema": schema})}
         forced = {r[0] for r in tgt.execute(FORCED_ROW_SECURITY, {"schema": schema})}
@@ -379,7 +385,7 @@ def validate_schema(
                 continue
             rec = recorded.get((schema, table))
             if table in empty:
-                check.source_rows, check.note = 0, f"{NO_DATA}: 0 rows expected ({check.source_rows_now} in the source)"
+                check.source_rows, check.note = 0, selection.no_data_note(check.source_rows_now)
             elif run_id is not None and rec is not None:
                 check.source_rows = rec["source_rows"]
                 if rec["run_id"] != run_id:
@@ -416,20 +422,13 @@ def validate_schema(
             source_items = selection.without_left_out(src, schema, inventory(src, schema), skip)
             result.structure_diffs = diff_inventory(source_items, inventory(tgt, schema))
             result.mismatches += [f"structure: {d}" for d in result.structure_diffs]
+        if owners:
+            differences = ownership.validate_owners(src, tgt, schema)
+            result.structure_diffs += differences
+            result.mismatches += [f"ownership: {d}" for d in differences]
         _sequences(src, tgt, schema, result, run_id)
     result.seconds = round(time.monotonic() - started, 3)
     return result
-
-
-#: The note of a table whose rows the selection leaves out (``exclude_table_data``).
-NO_DATA = "data left out by exclude_table_data"
-
-
-def _left_out(tgt: psycopg.Connection, run_id: str | None, schema: str) -> tuple[set[str], set[str]]:
-    """The schema's tables the run's selection left out, and those whose data it left out (its plan)."""
-    run = state.get_run(tgt, run_id) if run_id is not None and state.exists(tgt) else None
-    left = selection.left_out((run or {}).get("plan"))
-    return selection.names_in(left["tables"], schema), selection.names_in(left["data"], schema)
 
 
 def _checksums(
@@ -457,7 +456,7 @@ def _checksums(
         elif method == "portable":
             result.notes.append("checksums: md5 of the rows' UTF-8 text (the databases' encodings differ)")
         for check in result.tables:
-            if check.status in ("missing", "extra") or check.note.startswith(NO_DATA):
+            if check.status in ("missing", "extra") or check.note.startswith(selection.NO_DATA):
                 continue
             problem = _checksum_pair(src, tgt, schema, check, method, forced)
             if problem:
@@ -579,12 +578,13 @@ def validate_and_record(
     run_id: str | None = None,
     mode: str = "counts",
     snapshot_id: str | None = None,
+    owners: bool = False,
     logger: logging.Logger | None = None,
 ) -> dict[str, Any]:
     """:func:`validate_schema`, stored in ``_pg_migration.validations`` under ``record_as`` (the
     report reads it from there) and logged; returns a short summary."""
     logger = logger or logging.getLogger(__name__)
-    result = validate_schema(source, target, schema, run_id=run_id, mode=mode, snapshot_id=snapshot_id)
+    result = validate_schema(source, target, schema, run_id=run_id, mode=mode, snapshot_id=snapshot_id, owners=owners)
     with target.connect("pg_migration validate", autocommit=True) as conn:
         state.save_validation(conn, record_as, schema, result.to_dict())
     for m in result.mismatches:

@@ -24,7 +24,8 @@ Layout::
                   "tables": [{"table", "source_rows", "target_rows", "source_rows_now", "status", "note"}],
                   "mismatches": [...], "structure_diffs": [...], "sequences": [...], "notes": [...]}],
      "database": {"large_objects": {"source", "target", "content": "digest", "seconds"}, "mismatches": [...]},
-     "phases": {"pre-data": {...}, "large-objects": {...}, "post-data": {...}},
+     "phases": {"pre-data": {...}, "large-objects": {...}, "post-data": {...},
+                "ownership": {"mode", "carried", "kept", "roles", "roles_created", "warnings", "failures"}},
      "failures": [...], "warnings": [...],
      "rehearsal": {"window_h", "total_seconds", "predicted", "fits_window", "verdict", "previous_run_id",   # optional
                    "earlier_runs": [...], "schemas": [{"schema", "seconds", "previous_s", "median_s",

@@ -5,19 +5,58 @@ The source is read as the least-privileged reader (``Pair.source_reader``: a mem
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 import pytest
+from psycopg import sql
 
 from include.pg_migration.harness import migrate_locally
 from include.pg_migration.phases.validate import validate_database, validate_schema
+from scripts import localpg
+from tests.conftest import Pair, create_db
+
+
+@pytest.fixture(scope="module")
+def migrated_template(pg_servers, demo_source):
+    """The demo warehouse migrated once; each test gets its own copy of the target (CREATE DATABASE
+    ... TEMPLATE), to break as it likes."""
+    pair = Pair(pg_servers["source"], pg_servers["target"], demo_source, f"tmpl_{uuid.uuid4().hex[:10]}")
+    create_db(pair.target_server, pair.target_db, owner=pair.target_server.admin_user)
+    run_id = f"test__{uuid.uuid4().hex[:8]}"
+    migrate_locally(pair.source_reader, pair.target, run_id, pool_size=4)
+    yield pair, run_id
+    localpg.drop_database(pair.target_server, pair.target_db)
 
 
 @pytest.fixture
-def migrated(demo_pair):
-    run_id = f"test__{uuid.uuid4().hex[:8]}"
-    migrate_locally(demo_pair.source_reader, demo_pair.target, run_id, pool_size=4)
-    return demo_pair, run_id
+def migrated(migrated_template):
+    template, run_id = migrated_template
+    pair = dataclasses.replace(template, target_db=f"tgt_{uuid.uuid4().hex[:10]}")
+    localpg.create_database(
+        pair.target_server, pair.target_db, owner=pair.target_server.admin_user, template=template.target_db
+    )
+    _copy_database_settings(pair.target_server, template.target_db, pair.target_db)
+    yield pair, run_id
+    localpg.drop_database(pair.target_server, pair.target_db)
+
+
+DATABASE_SETTINGS = """
+SELECT split_part(c, '=', 1), substr(c, strpos(c, '=') + 1)
+  FROM pg_catalog.pg_db_role_setting s JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase,
+       unnest(s.setconfig) c
+ WHERE d.datname = %s AND s.setrole = 0
+"""
+
+
+def _copy_database_settings(server, template: str, db: str) -> None:
+    """``ALTER DATABASE ... SET`` of the template (a copy does not take them), value by value."""
+    with server.connect(db, autocommit=True) as conn:
+        for name, value in conn.execute(DATABASE_SETTINGS, (template,)).fetchall():
+            conn.execute("SELECT pg_catalog.set_config(%s, %s, false)", (name, value))
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} SET {} FROM CURRENT").format(sql.Identifier(db), sql.Identifier(name))
+            )
 
 
 def _mismatches(pair, run_id, schema, mode="counts"):
