@@ -62,6 +62,25 @@ def test_every_library_module_is_in_a_layer():
     assert not named - modules, f"layers naming no module: {sorted(named - modules)}"
 
 
+#: Modules placed on purpose (issue 16): the layer each sits in, and what may import a phase's helper.
+PLACED = {"selection": "state : catalog : sessions : pgtools : roles : selection"}
+PHASE_HELPERS = {"include/pg_migration/phases/data_small.py": "include.pg_migration.phases.data"}
+
+
+def test_placed_modules_sit_in_their_layer_and_helpers_serve_one_phase():
+    (layers,) = [c for c in _contracts() if c["type"] == "layers"]
+    for module, layer in PLACED.items():
+        assert layer in layers["layers"], f"{module} is not in the layer {layer!r}"
+    for helper, user in PHASE_HELPERS.items():
+        name = helper.removesuffix(".py").replace("/", ".")
+        importers = {
+            rel.removesuffix(".py").replace("/", ".")
+            for rel, path in _sources()
+            if rel.startswith("include/") and rel != helper and name in path.read_text()
+        }
+        assert importers == {user}, f"{name} is imported by {sorted(importers)}, not by {user} alone"
+
+
 def test_a_forbidden_import_breaks_the_contracts(tmp_path):
     for part in ("include", "dags", "plugins"):
         shutil.copytree(REPO / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))

@@ -74,6 +74,33 @@ def migration_params(target_conn_id: str = "pg_target") -> dict[str, Param]:
         "exclude_schemas": Param(
             [], type="array", items={"type": "string", "minLength": 1}, uniqueItems=True, title="Schemas to leave out"
         ),
+        "tables": Param(
+            [],
+            type="array",
+            items={"type": "string", "minLength": 1},
+            uniqueItems=True,
+            title="Tables to migrate (pg_dump -t patterns)",
+            description="Empty: every table of the schemas. Else only the tables matching a pattern, and only "
+            'the schemas holding one: pg_dump\'s rules (* ? quoted "Parts" schema.table, unquoted letters '
+            "fold to lower case; no schema part: tables on the search_path). A pattern matching nothing fails.",
+        ),
+        "exclude_tables": Param(
+            [],
+            type="array",
+            items={"type": "string", "minLength": 1},
+            uniqueItems=True,
+            title="Tables to leave out (pg_dump -T patterns)",
+            description="Neither definition nor data. Pre-flight refuses a selection that cannot be restored "
+            "(a child or partition of a table left out, a key into one).",
+        ),
+        "exclude_table_data": Param(
+            [],
+            type="array",
+            items={"type": "string", "minLength": 1},
+            uniqueItems=True,
+            title="Tables created empty (pg_dump --exclude-table-data patterns)",
+            description="The definition is migrated, no row: validation expects 0 rows on the target.",
+        ),
         "runner": Param(
             "local",
             type="string",

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from include.pg_migration import catalog, run_order, state
+from include.pg_migration import catalog, run_order, selection, state
 from include.pg_migration.errors import MigrationError, PlanError
 from include.pg_migration.phases import snapshot as snap
 from include.pg_migration.plan import make_plan, register, validation_groups
@@ -41,9 +41,11 @@ PLANNED_KEY = "planned"
 
 
 def discover(source, params: dict[str, Any]) -> dict[str, Any]:
-    inventory = catalog.inventory(source, params["schemas"], params["exclude_schemas"])
+    inventory = catalog.inventory(source, params["schemas"], params["exclude_schemas"], tables=params)
     for s in inventory["schemas"]:
         log.info("schema %-30s %10.1f MB %5d table(s)", s["name"], s["bytes"] / 1e6, len(s["tables"]))
+    if inventory.get("selection"):
+        log.info("table selection: %s", selection.summary(inventory["selection"]))
     if not inventory["schemas"]:
         raise PlanError(f"no schema to migrate in {source.describe()} (after include/exclude)")
     return inventory
@@ -90,6 +92,8 @@ def plan(source, target, inventory: dict[str, Any], params: dict[str, Any], run_
         params["pool_size"],
         params["bandwidth_mb_s"],
     )
+    if the_plan.get("left_out"):
+        log.info("left out by the table selection: %s", selection.summary(the_plan["left_out"]))
     if params["dry_run"]:
         return {"plan": the_plan, "units": [], "schemas": [], "validation": []}
     register(target, run_id, dag_id, dict(params), the_plan, source, consistent=params["consistent"])

@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from include.pg_migration import STATE_SCHEMA
+from include.pg_migration import STATE_SCHEMA, selection
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import ConfigError, PlanError
 
@@ -287,14 +287,20 @@ def outside_dependencies(conn: psycopg.Connection, schemas: list[str]) -> list[d
         return cur.execute(OUTSIDE_DEPENDENCIES, {"schemas": schemas}).fetchall()
 
 
-def inventory(source: Endpoint, include: list[str] | None, exclude: list[str] | None) -> dict[str, Any]:
+def inventory(
+    source: Endpoint, include: list[str] | None, exclude: list[str] | None, tables: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The ``discover`` task's work: the source's version, the selected schemas (sizes, tables) and
-    what they depend on outside the selection. Unknown requested schemas raise, naming them."""
+    what they depend on outside the selection. Unknown requested schemas raise, naming them.
+    ``tables``: the table-level selection's params (:mod:`.selection`: ``tables``, ``exclude_tables``,
+    ``exclude_table_data``); what it leaves out is the inventory's ``selection``."""
     with source.connect("pg_migration discover", autocommit=True) as conn:
         version = server_version(conn)
         problem = unsupported_source(version)
         if problem:  # refused by its version, before a catalog query of 12+ fails on it
             raise ConfigError(f"{source.describe()}: {problem}")
         schemas = discover(conn, include, exclude)
+        schemas, left_out = selection.choose(conn, selection.Selection.of(tables), schemas)
         outside = outside_dependencies(conn, [s.name for s in schemas]) if schemas else []
-    return {"server_version_num": version, "schemas": [s.to_dict() for s in schemas], "outside_dependencies": outside}
+    found = {"server_version_num": version, "schemas": [s.to_dict() for s in schemas], "outside_dependencies": outside}
+    return {**found, "selection": left_out} if left_out else found

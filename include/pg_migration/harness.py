@@ -74,9 +74,11 @@ class LocalRun:
         ownership: str = "target_user",
         dag_id: str = run_order.RUN_DAG_ID,
         log_dir: Path | None = None,
+        tables: dict[str, list[str]] | None = None,
     ):
         self.source, self.target, self.run_id, self.dag_id = source, target, run_id, dag_id
         self.include, self.exclude, self.pool_size = include, exclude, pool_size
+        self.tables = tables  # the table-level selection's params: tables, exclude_tables, exclude_table_data
         self.params = {
             "resume": resume,
             "consistent": consistent,
@@ -136,7 +138,7 @@ class LocalRun:
     # -- the steps, by task id -----------------------------------------------------------------------
 
     def step_discover(self) -> None:
-        self.inventory = catalog.inventory(self.source, self.include, self.exclude)
+        self.inventory = catalog.inventory(self.source, self.include, self.exclude, tables=self.tables)
 
     def step_check_replication(self) -> None:
         """Mode snapshot: nothing to check (the DAG's task only refuses a target a replication streams into)."""

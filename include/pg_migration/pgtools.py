@@ -137,6 +137,7 @@ def dump_schema(
     extensions: list[str] | None = None,
     tables: list[tuple[str, str]] | None = None,
     without_relations: bool = False,
+    exclude: list[tuple[str, str]] | None = None,
 ) -> str:
     """Run ``pg_dump --schema-only --section=...`` for the schemas; return the SQL text.
 
@@ -145,12 +146,15 @@ def dump_schema(
     from their ``pg_init_privs``. ``tables``: dump only these relations, (schema, name) each (``-t``; on
     pg_dump 17+ through a ``--filter`` file, so that a long list never meets the command line's limit).
     ``without_relations``: the schemas without any of their relations (``-T "schema".*``): their types,
-    functions, the schemas themselves."""
+    functions, the schemas themselves.
+    ``exclude``: relations left out, (schema, name) each (``-T``: the table-level selection), whatever
+    else selects them."""
     tool = choose(source_version_num)
     patterns = [("include", "schema", quote_pattern(s)) for s in schemas]
     patterns += [("include", "table", f"{quote_pattern(s)}.{quote_pattern(t)}") for s, t in tables or []]
     if without_relations:
         patterns += [("exclude", "table", f"{quote_pattern(s)}.*") for s in schemas]
+    patterns += [("exclude", "table", f"{quote_pattern(s)}.{quote_pattern(t)}") for s, t in exclude or []]
     with _pattern_args(tool, patterns) as selection:
         return _run_pg_dump(tool, source, section, snapshot, application_name, lock_wait_timeout, selection, extensions)
 

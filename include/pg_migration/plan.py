@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from include.pg_migration import state
+from include.pg_migration import selection, state
 from include.pg_migration.catalog import Schema
 from include.pg_migration.conn import Endpoint
 
@@ -57,12 +57,19 @@ def unit_target_bytes(schemas: list[Schema], pool_size: int) -> int:
     return max(MIN_UNIT_BYTES, math.ceil(total / max(1, pool_size * 3)))
 
 
-def plan_units(schemas: list[Schema], pool_size: int = 4, split_bytes: int | None = None) -> list[Unit]:
-    """Units largest first. A schema bigger than ``split_bytes`` is split by tables (LPT packing)."""
+def plan_units(
+    schemas: list[Schema],
+    pool_size: int = 4,
+    split_bytes: int | None = None,
+    no_data: set[tuple[str, str]] = frozenset(),
+) -> list[Unit]:
+    """Units largest first. A schema bigger than ``split_bytes`` is split by tables (LPT packing).
+    ``no_data``: ``(schema, table)`` whose rows the selection leaves out (``exclude_table_data``)."""
     limit = split_bytes or unit_target_bytes(schemas, pool_size)
     units: list[Unit] = []
     for schema in schemas:
-        tables = sorted((t for t in schema.tables if t.holds_data), key=lambda t: (-t.bytes, t.name))
+        loads = (t for t in schema.tables if t.holds_data and (schema.name, t.name) not in no_data)
+        tables = sorted(loads, key=lambda t: (-t.bytes, t.name))
         if not tables:
             continue
         size = sum(t.bytes for t in tables)
@@ -138,13 +145,17 @@ def validation_groups(
 def make_plan(inventory: dict[str, Any], pool_size: int, split_bytes: int | None = None) -> dict[str, Any]:
     """The ``plan`` task's work: the inventory's schemas as units, largest first, with totals."""
     schemas = [Schema.from_dict(s) for s in inventory["schemas"]]
-    units = plan_units(schemas, pool_size=pool_size, split_bytes=split_bytes)
-    return {
+    left_out = selection.left_out(inventory)
+    units = plan_units(schemas, pool_size, split_bytes, no_data=selection.keys(left_out["data"]))
+    the_plan = {
         "schemas": [s.name for s in schemas],
         "units": [u.to_dict() for u in units],
         "bytes": sum(s.bytes for s in schemas),
         "tables": sum(len(s.tables) for s in schemas),
     }
+    if inventory.get("selection"):  # what the table-level selection left out: pre-data, validation, report
+        the_plan["left_out"] = inventory["selection"]
+    return the_plan
 
 
 def register(

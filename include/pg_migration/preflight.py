@@ -65,7 +65,7 @@ from typing import Any
 
 import psycopg
 
-from include.pg_migration import STATE_SCHEMA, batching, catalog, ownership, pgtools
+from include.pg_migration import STATE_SCHEMA, batching, catalog, ownership, pgtools, selection
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import MigrationError
 from include.pg_migration.findings import finding, names_list
@@ -397,6 +397,7 @@ def run(source: Endpoint, target: Endpoint, inventory: dict[str, Any], params: d
             out += _connections(src, tgt, params)
             out += batching.preflight(src, tgt, schemas, params)
             out += _target_schemas(tgt, schemas, params)
+            out += selection.consistency(src, inventory, params.get("mode") or "snapshot")  # restorable as chosen?
     out += _dependencies(inventory)
     out += _tables(tables)
     return out

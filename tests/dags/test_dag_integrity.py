@@ -104,6 +104,9 @@ def test_pg_migration_shape():
     for p in (
         "schemas",
         "exclude_schemas",
+        "tables",
+        "exclude_tables",
+        "exclude_table_data",
         "runner",
         "validation",
         "validate_only",

@@ -24,6 +24,8 @@ BAD = {
     "schemas not a list": {"schemas": "sales"},
     "schemas with an empty name": {"schemas": [""]},
     "exclude_schemas repeated": {"exclude_schemas": ["a", "a"]},
+    "tables with an empty pattern": {"tables": [""]},
+    "exclude_table_data not a list": {"exclude_table_data": "sales.audit*"},
     "pool_size 0": {"pool_size": 0},
     "pool_size as text": {"pool_size": "4"},
     "validation md5": {"validation": "md5"},
@@ -38,6 +40,9 @@ GOOD = {
     "a full form": {
         "schemas": ["sales", "Reporting Mart"],
         "exclude_schemas": [],
+        "tables": ["sales.*", '"Reporting Mart".daily_?'],
+        "exclude_tables": ["sales.tmp_*"],
+        "exclude_table_data": ["sales.audit_log"],
         "runner": "ecs",
         "validation": "checksums",
         "pool_size": 8,
@@ -152,6 +157,9 @@ def test_every_param_is_a_form_field_with_title_description_and_type(paris):
     for name in (
         "schemas",
         "exclude_schemas",
+        "tables",
+        "exclude_tables",
+        "exclude_table_data",
         "runner",
         "validation",
         "dry_run",
@@ -166,7 +174,7 @@ def test_every_param_is_a_form_field_with_title_description_and_type(paris):
     ):
         assert form[name]["title"], name
         assert form[name]["type"], name
-    for name in ("schemas", "runner", "validation", "dry_run", "pool_size", "resume", "bandwidth_mb_s"):
+    for name in ("schemas", "tables", "runner", "validation", "dry_run", "pool_size", "resume", "bandwidth_mb_s"):
         assert form[name]["description"], name
 
 

@@ -1,7 +1,10 @@
 """The data phase (the ``migrate_unit`` task, worker phase ``data``): one unit copies its tables
 with COPY streams and builds their indexes (:func:`run_data_unit`).
 
-For each table, largest first, in one target transaction:
+Tables of 1 MB and more (heap + TOAST in the source) are copied one by one, largest first, each in
+its own target transaction, as below. The smaller ones follow, several per target transaction, read
+on the unit's own snapshot session and built as a batch (:mod:`.data_small`: the same checks, one
+round trip where this path takes one per table). For each big table, in one target transaction:
 
     (source: LOCK TABLE ONLY t IN ACCESS SHARE MODE, in a savepoint of the unit's snapshot session;
      its file in the snapshot = its live file, or it fails: rewritten or truncated after the cut)
@@ -30,7 +33,8 @@ both sides); text otherwise. Columns are named on both sides, so a child whose c
 on the target still loads. Rows stream through memory in chunks: nothing touches the disk.
 
 While the next table loads, a second target session builds the finished table's indexes and
-primary/unique keys (the post-data entries the plan assigned to it), then ANALYZEs it.
+primary/unique keys (the post-data entries the plan assigned to it), then ANALYZEs it (a batch of
+small tables: all of theirs in one statement list).
 """
 
 from __future__ import annotations
@@ -44,7 +48,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
@@ -55,6 +58,8 @@ from include.pg_migration import catalog, pgtools, state
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import ConfigError, MigrationError, UnitFailed
 from include.pg_migration.loading import INDEX_SETTINGS, LOAD_SETTINGS, ddl_exists
+from include.pg_migration.phases import data_small as small
+from include.pg_migration.phases.data_small import TableResult, column_list, ident, pg_message
 from include.pg_migration.sessions import (
     INDEX,
     SOURCE_SETTINGS,
@@ -119,23 +124,21 @@ def run_data_unit(source: Endpoint, target: Endpoint, run_id: str, unit_id: str)
                 end_stale_sessions(src_admin, run_id, unit_id)
             src = open_source_snapshot(source, app, snapshot_id)
             builder = IndexBuilder(target, tag(run_id, unit_id, INDEX), run_id).start()
-            total_bytes = 0
             with src, target.connect(app) as load:
-                server_version = load.info.server_version
-                allow_binary = server_version >= src.info.server_version // 10000 * 10000
-                reader = PsqlSource.for_unit(source, app, src)
+                kept = []
                 for table in unit["tables"]:
                     done = loaded.get((unit["schema"], table))
                     if done and done["source_rows"] == done["target_rows"] and (done["run_id"] == run_id or resume):
                         log.info(
                             "%s.%s already loaded and verified (run %s): kept", unit["schema"], table, done["run_id"]
                         )
-                    else:
-                        result = copy_table(
-                            src, load, unit["schema"], table, run_id, unit_id, snapshot_id, allow_binary, reader
-                        )
-                        total_bytes += result.bytes
-                    builder.submit(unit["schema"], table)
+                        kept.append(table)
+                todo = [t for t in unit["tables"] if t not in kept]
+                total_bytes = _copy_tables(
+                    source, src, load, builder, unit["schema"], todo, run_id, unit_id, snapshot_id
+                )
+                for batch in small.batches(kept, small.tables_per_transaction()):  # what a killed attempt left
+                    builder.submit(unit["schema"], *batch)
             builder.finish()
         except MigrationError as exc:
             state.unit_finished(tgt, run_id, unit_id, "failed", time.monotonic() - started, error=str(exc))
@@ -147,6 +150,39 @@ def run_data_unit(source: Endpoint, target: Endpoint, run_id: str, unit_id: str)
         state.unit_finished(tgt, run_id, unit_id, "done", seconds, nbytes=total_bytes)
     log.info("unit %s done: %.1f MB in %.1fs", unit_id, total_bytes / 1e6, seconds)
     return {"unit_id": unit_id, "bytes": total_bytes, "seconds": seconds}
+
+
+def _copy_tables(
+    source: Endpoint,
+    src: psycopg.Connection,
+    load: psycopg.Connection,
+    builder: IndexBuilder,
+    schema: str,
+    tables: list[str],
+    run_id: str,
+    unit_id: str,
+    snapshot_id: str | None,
+) -> int:
+    """Copy the unit's tables still to load (largest first), each handed to the index builder once
+    loaded: a big table alone (a psql child's stream, its own transaction), the small ones
+    (:mod:`.data_small`) several per target transaction on the unit's own session. Returns the bytes."""
+    allow_binary = load.info.server_version >= src.info.server_version // 10000 * 10000
+    found = small.unit_tables(src, schema, tables) if tables else {}
+    few = [t for t in tables if t in found and found[t][1] < small.SMALL_TABLE_BYTES]
+    big = [t for t in tables if t not in few]
+    total_bytes = 0
+    reader = PsqlSource.for_unit(source, tag(run_id, unit_id), src) if big else None
+    for table in big:
+        result = copy_table(src, load, schema, table, run_id, unit_id, snapshot_id, allow_binary, reader)
+        total_bytes += result.bytes
+        builder.submit(schema, table)
+    record = small.record_rows(run_id, unit_id, snapshot_id)
+    for batch in small.batches(few, small.tables_per_transaction()):
+        results = small.copy_batch(src, load, schema, {t: found[t][0] for t in batch}, record, allow_binary)
+        total_bytes += sum(r.bytes for r in results)
+        log.info("%s: %d small table(s), %d rows", ", ".join(batch), len(batch), sum(r.source_rows for r in results))
+        builder.submit(schema, *batch)
+    return total_bytes
 
 
 class PsqlSource:
@@ -237,32 +273,6 @@ class _PsqlStream:
         return int(copied[0])
 
 
-@dataclass
-class TableResult:
-    schema: str
-    table: str
-    source_rows: int = 0
-    target_rows: int = 0
-    bytes: int = 0
-    seconds: float = 0.0
-    format: str = "binary"
-    skipped: bool = False
-    indexes: list[str] = field(default_factory=list)
-
-
-def ident(schema: str, name: str) -> sql.Identifier:
-    return sql.Identifier(schema, name)
-
-
-def column_list(columns: list[str]) -> sql.Composable:
-    """`` (a, b)`` after a COPY's table -- or nothing for a table with no copyable column (none at all,
-    only generated or dropped ones): ``COPY t ()`` is a syntax error, while ``COPY t`` then moves one
-    empty row per row, in text and binary alike (its default list also leaves generated columns out)."""
-    if not columns:
-        return sql.SQL("")
-    return sql.SQL(" ({})").format(sql.SQL(", ").join(map(sql.Identifier, columns)))
-
-
 @contextlib.contextmanager
 def unchanged_since_the_cut(src: psycopg.Connection, schema: str, table: str, oid: int) -> Iterator[None]:
     """Holds the table's ACCESS SHARE lock on the unit's source session (in the run's snapshot) while
@@ -340,7 +350,7 @@ def copy_table(
             result.seconds = time.monotonic() - started
             _record_table(tgt, result, run_id, unit_id, snapshot_id)
     except psycopg.Error as exc:
-        raise UnitFailed(f"table {schema}.{table}: {_pg_message(exc)}") from exc
+        raise UnitFailed(f"table {schema}.{table}: {pg_message(exc)}") from exc
     log.info(
         "%s.%s: %d rows, %.1f MB %s in %.1fs",
         schema,
@@ -420,14 +430,6 @@ def _copy_through_python(
         return scur.rowcount
 
 
-def _pg_message(exc: psycopg.Error) -> str:
-    diag = getattr(exc, "diag", None)
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if diag is not None and diag.constraint_name:
-        text += f" (constraint {diag.constraint_name})"
-    return text
-
-
 class IndexBuilder:
     """Builds finished tables' indexes/keys on its own target session while the next table loads.
 
@@ -438,7 +440,7 @@ class IndexBuilder:
         self.target = target
         self.app = app
         self.run_id = run_id
-        self.jobs: queue.Queue[tuple[str, str] | None] = queue.Queue()
+        self.jobs: queue.Queue[tuple[str, tuple[str, ...]] | None] = queue.Queue()
         self.errors: list[str] = []
         self.built: list[str] = []
         self.thread = threading.Thread(target=self._run, name="index-builder", daemon=True)
@@ -447,8 +449,10 @@ class IndexBuilder:
         self.thread.start()
         return self
 
-    def submit(self, schema: str, table: str) -> None:
-        self.jobs.put((schema, table))
+    def submit(self, schema: str, *tables: str) -> None:
+        """Build these tables' indexes and keys next: one table alone, several (small) ones at once."""
+        if tables:
+            self.jobs.put((schema, tables))
 
     def finish(self) -> None:
         self.jobs.put(None)
@@ -466,11 +470,20 @@ class IndexBuilder:
         with conn:
             apply_settings(conn, INDEX_SETTINGS)
             while (job := self.jobs.get()) is not None:
-                schema, table = job
-                try:
-                    self._build(conn, schema, table)
-                except psycopg.Error as exc:
-                    self.errors.append(f"table {schema}.{table}: building its indexes/keys failed: {_pg_message(exc)}")
+                schema, tables = job
+                if len(tables) > 1:
+                    try:
+                        self.built += small.build_batch(conn, self.run_id, schema, list(tables))
+                        continue
+                    except psycopg.Error:  # nothing of the batch applied: once more by table, to name it
+                        log.info("index build of %d table(s) failed as a batch; again one by one", len(tables))
+                for table in tables:
+                    try:
+                        self._build(conn, schema, table)
+                    except psycopg.Error as exc:
+                        self.errors.append(
+                            f"table {schema}.{table}: building its indexes/keys failed: {pg_message(exc)}"
+                        )
 
     def _drain(self) -> None:
         while self.jobs.get() is not None:

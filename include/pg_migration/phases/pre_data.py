@@ -36,7 +36,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from include.pg_migration import batching, catalog, locks, roles, state
+from include.pg_migration import batching, catalog, locks, roles, selection, state
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.drops import DEPENDENTS, drop_plan, public_drops
 from include.pg_migration.errors import ConfigError, MigrationError, UnitFailed
@@ -102,6 +102,7 @@ def run_pre_data(source: Endpoint, target: Endpoint, run_id: str, app: str) -> d
         existing = {r[0] for r in tgt.execute(TARGET_SCHEMAS, {"schemas": schemas})}
         apply_schemas = [s for s in schemas if not (resume and s in existing)] if resume else schemas
         job = Job(source, tgt, run_id, app, locks.read_budget(tgt, "target", share))
+        job.exclude = [(e["schema"], e["table"]) for e in selection.left_out(run["plan"])["tables"]]
 
         src = open_source_snapshot(source, app, snapshot)
         with src:
@@ -171,6 +172,7 @@ class Job:
     snapshot: str | None = None
     held: list[tuple[str, int]] = field(default_factory=list)  # (step, lock entries held at its commit)
     pool: ThreadPoolExecutor | None = None
+    exclude: list[tuple[str, str]] = field(default_factory=list)  # the tables the selection leaves out (-T)
 
     def plans(
         self, src: psycopg.Connection, apply_schemas: list[str], schemas: list[str]
@@ -189,7 +191,9 @@ class Job:
 
     def dump(self, section: str, schemas: list[str], what: str, **kw: Any) -> tuple[list[str], list[Entry]]:
         try:
-            text = dump_schema(self.source, schemas, section, self.snapshot, self.version, self.app, **kw)
+            text = dump_schema(
+                self.source, schemas, section, self.snapshot, self.version, self.app, exclude=self.exclude, **kw
+            )
         except LocksExhausted as exc:
             assert self.source_budget is not None
             with self.source.connect(self.app, autocommit=True) as conn:

@@ -63,7 +63,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from include.pg_migration import ownership, state
+from include.pg_migration import ownership, selection, state
 from include.pg_migration.conn import Endpoint
 from include.pg_migration.errors import SnapshotLost
 from include.pg_migration.lo_digest import compare_large_objects, large_object_digests_both
@@ -371,7 +371,9 @@ def validate_schema(
         apply_settings(src, {**SOURCE_SETTINGS, **TEXT_SETTINGS})
         apply_settings(tgt, {**TARGET_READ_SETTINGS, **TEXT_SETTINGS})
         recorded = state.loaded_tables(tgt, [schema]) if state.exists(tgt) else {}
-        src_tables = [r[0] for r in src.execute(SCHEMA_TABLES, {"schema": schema})]
+        run = state.get_run(tgt, run_id) if run_id is not None and state.exists(tgt) else None
+        skip, empty = selection.left_out_in((run or {}).get("plan"), schema)  # left out, data left out
+        src_tables = [r[0] for r in src.execute(SCHEMA_TABLES, {"schema": schema}) if r[0] not in skip]
         tgt_tables = {r[0] for r in tgt.execute(SCHEMA_TABLES, {"schema": schema})}
         forced = {r[0] for r in tgt.execute(FORCED_ROW_SECURITY, {"schema": schema})}
         for table in src_tables:
@@ -382,7 +384,9 @@ def validate_schema(
                 check.status = "mismatch"
                 continue
             rec = recorded.get((schema, table))
-            if run_id is not None and rec is not None:
+            if table in empty:
+                check.source_rows, check.note = 0, selection.no_data_note(check.source_rows_now)
+            elif run_id is not None and rec is not None:
                 check.source_rows = rec["source_rows"]
                 if rec["run_id"] != run_id:
                     check.note = f"loaded by run {rec['run_id']} (resume: another snapshot)"
@@ -415,7 +419,8 @@ def validate_schema(
         if mode == "checksums":
             _checksums(source, tgt, schema, result, snapshot_id, app, forced)
         if structure:
-            result.structure_diffs = diff_inventory(inventory(src, schema), inventory(tgt, schema))
+            source_items = selection.without_left_out(src, schema, inventory(src, schema), skip)
+            result.structure_diffs = diff_inventory(source_items, inventory(tgt, schema))
             result.mismatches += [f"structure: {d}" for d in result.structure_diffs]
         if owners:
             differences = ownership.validate_owners(src, tgt, schema)
@@ -451,7 +456,7 @@ def _checksums(
         elif method == "portable":
             result.notes.append("checksums: md5 of the rows' UTF-8 text (the databases' encodings differ)")
         for check in result.tables:
-            if check.status in ("missing", "extra"):
+            if check.status in ("missing", "extra") or check.note.startswith(selection.NO_DATA):
                 continue
             problem = _checksum_pair(src, tgt, schema, check, method, forced)
             if problem:

@@ -25,6 +25,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     plan = report.get("plan") or {}
     lines += _plan_overview(plan)
     lines += _plan_units(plan)
+    lines += _left_out(plan)
     lines += _schemas(report.get("schemas") or [])
     db = report.get("database") or {}
     if db:
@@ -96,6 +97,28 @@ def _plan_units(plan: dict[str, Any]) -> list[str]:
         "|---|---|---|---|",
     ]
     lines += [f"| {u['unit_id']} | {u['schema']} | {len(u['tables'])} | {_mb(u['bytes'])} |" for u in plan["units"]]
+    return lines
+
+
+#: Tables a report.md names under "Left out" (all of them are in report.json's plan.left_out).
+LEFT_OUT_LISTED = 50
+
+
+def _left_out(plan: dict[str, Any]) -> list[str]:
+    """What the table-level selection left out (patterns, tables, tables without data), when any."""
+    left = plan.get("left_out")
+    if not left:
+        return []
+    patterns = "; ".join(f"{k}: {', '.join(v)}" for k, v in (left.get("patterns") or {}).items() if v)
+    lines = ["", "## Left out by the selection", "", f"Patterns: {patterns}."]
+    if left.get("schemas"):
+        lines.append(f"Schemas holding no selected table: {', '.join(left['schemas'])}.")
+    for key, title in (("tables", "left out (no definition, no data)"), ("data", "created empty (data left out)")):
+        entries = left.get(key) or []
+        lines += ["", f"{len(entries)} table(s) {title}" + (":" if entries else "."), ""]
+        lines += [f"- {e['schema']}.{e['table']} ({e['why']})" for e in entries[:LEFT_OUT_LISTED]]
+        if len(entries) > LEFT_OUT_LISTED:
+            lines.append(f"- ... and {len(entries) - LEFT_OUT_LISTED} more (report.json: plan.left_out)")
     return lines
 
 
