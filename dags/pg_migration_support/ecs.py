@@ -23,6 +23,7 @@ param                               environment variable      default
 ``ecs_region``                      PG_MIGRATION_ECS_REGION        the AWS connection's region
 ``ecs_cluster``                     PG_MIGRATION_ECS_CLUSTER       required
 ``ecs_task_definition``             PG_MIGRATION_ECS_TASK_DEFINITION  required (family[:revision] or ARN)
+``ecs_rehearsal_task_definition``   PG_MIGRATION_ECS_REHEARSAL_TASK_DEFINITION  the rehearsal DAG's (required there)
 ``ecs_container``                   PG_MIGRATION_ECS_CONTAINER     ``pg-migration-worker``
 ``ecs_subnets``                     PG_MIGRATION_ECS_SUBNETS       required (comma-separated in the env)
 ``ecs_security_groups``             PG_MIGRATION_ECS_SECURITY_GROUPS  none (the VPC's default group)
@@ -67,6 +68,7 @@ from include.pg_migration.errors import ConfigError, MigrationError, SnapshotLos
 from include.pg_migration.phases import snapshot as snap
 from include.pg_migration.runner import worker_env
 from pg_migration_support import connections
+from pg_migration_support import rehearsal as rehearsal_checks
 from pg_migration_support.params import SETTINGS
 
 log = logging.getLogger("airflow.task")
@@ -90,6 +92,7 @@ class EcsSettings:
     region: str | None
     cluster: str
     task_definition: str
+    rehearsal_task_definition: str | None
     container: str
     subnets: tuple[str, ...]
     security_groups: tuple[str, ...]
@@ -138,8 +141,9 @@ class EcsSettings:
         )
 
 
-def resolve(params: dict[str, Any], environ: dict[str, str] | None = None) -> EcsSettings:
-    """The ECS settings of a run: the param if set, else ``$PG_MIGRATION_ECS_*``, else the default."""
+def resolve(params: dict[str, Any], environ: dict[str, str] | None = None, rehearsal: bool = False) -> EcsSettings:
+    """The ECS settings of a run: the param if set, else ``$PG_MIGRATION_ECS_*``, else the default.
+    ``rehearsal``: the run's task definition is the rehearsal one (required)."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     missing = []
@@ -152,7 +156,7 @@ def resolve(params: dict[str, Any], environ: dict[str, str] | None = None) -> Ec
                 value = [v.strip() for v in re.split(r"[,\s]+", value) if v.strip()]
         if value in (None, []):
             value = s.default
-        if s.required and value in (None, "", []):
+        if s.required and value in (None, "", []) and not (rehearsal and s.name == "task_definition"):
             missing.append(f"{s.param} (or ${s.env})")
         if s.kind == "list":
             value = tuple(value or ())
@@ -162,8 +166,12 @@ def resolve(params: dict[str, Any], environ: dict[str, str] | None = None) -> Ec
             except ValueError:
                 raise ConfigError(f"{s.param} / ${s.env} must be an integer, got {value!r}") from None
         values[s.name] = value
+    if rehearsal:
+        values["task_definition"] = values["rehearsal_task_definition"]
+        if not values["task_definition"]:
+            missing.append("ecs_rehearsal_task_definition (or $PG_MIGRATION_ECS_REHEARSAL_TASK_DEFINITION)")
     if missing:
-        raise ConfigError("runner ecs needs: " + ", ".join(missing))
+        raise ConfigError(f"runner ecs{' (rehearsal)' if rehearsal else ''} needs: " + ", ".join(missing))
     public_ip = str(values["assign_public_ip"]).upper()
     public_ip = {"TRUE": "ENABLED", "FALSE": "DISABLED"}.get(public_ip, public_ip)
     if public_ip not in ("ENABLED", "DISABLED"):
@@ -406,7 +414,7 @@ def wait_for_snapshot(params: dict[str, Any], run_id: str, dag_id: str, timeout_
     if not params["consistent"]:
         log.info("consistent=false: every unit takes its own snapshot")
         return None
-    settings = resolve(params)
+    settings = resolve(params, rehearsal=dag_id == run_order.REHEARSAL_DAG_ID)
     _, target = connections.endpoints(params)
     ecs = _ecs_client(settings)
     started_by = holder_started_by(dag_id, run_id)
@@ -442,7 +450,7 @@ def wait_for_snapshot(params: dict[str, Any], run_id: str, dag_id: str, timeout_
 def stop_snapshot_holder(params: dict[str, Any], run_id: str, dag_id: str) -> None:
     """Stop a holder task still running after the release (best effort; ``cleanup`` calls it)."""
     try:
-        settings = resolve(params)
+        settings = resolve(params, rehearsal=dag_id == run_order.REHEARSAL_DAG_ID)
         ecs = _ecs_client(settings)
         arns = ecs.list_tasks(
             cluster=settings.cluster, startedBy=holder_started_by(dag_id, run_id), desiredStatus="RUNNING"
@@ -461,10 +469,13 @@ def _finding(check: str, verdict: str, detail: str) -> dict[str, str]:
     return {"check": check, "verdict": verdict, "detail": detail}
 
 
-def preflight(source: Endpoint, target: Endpoint, params: dict[str, Any]) -> list[dict[str, str]]:
-    """Settings and task definition, compared with the Airflow connections (no secret is read)."""
+def preflight(
+    source: Endpoint, target: Endpoint, params: dict[str, Any], rehearsal: bool = False
+) -> list[dict[str, str]]:
+    """Settings and task definition, compared with the Airflow connections (no secret is read).
+    ``rehearsal``: the rehearsal task definition, which must not map the go-live one's target secret."""
     try:
-        settings = resolve(params)
+        settings = resolve(params, rehearsal=rehearsal)
     except ConfigError as exc:
         return [_finding("ecs settings", "blocking", str(exc))]
     out = [_finding("ecs settings", "ok", settings.describe())]
@@ -489,7 +500,25 @@ def preflight(source: Endpoint, target: Endpoint, params: dict[str, Any]) -> lis
             source_major = conn.info.server_version // 10000
     except MigrationError:
         pass  # the library's pre-flight already reported the connection
-    return out + check_task_definition(definition["taskDefinition"], settings, source, target, source_major)
+    td = definition["taskDefinition"]
+    if rehearsal:
+        out.append(_check_rehearsal_definition(td, settings, params))
+    return out + check_task_definition(td, settings, source, target, source_major)
+
+
+def _check_rehearsal_definition(td: dict[str, Any], settings: EcsSettings, params: dict[str, Any]) -> dict[str, str]:
+    """The rehearsal definition against the go-live one (``ecs_task_definition``): never its target secret."""
+    golive_name = params.get("ecs_task_definition") or os.environ.get(
+        next(s.env for s in SETTINGS if s.name == "task_definition"), ""
+    )
+    golive = None
+    if golive_name.strip():
+        try:
+            described = _ecs_client(settings).describe_task_definition(taskDefinition=golive_name.strip())
+            golive = described["taskDefinition"]
+        except Exception as exc:  # noqa: BLE001 - named in the finding; a missing go-live definition is no leak
+            log.warning("cannot describe the go-live task definition %r: %s", golive_name, exc)
+    return rehearsal_checks.check_task_definitions(td, golive, settings.container)
 
 
 def check_task_definition(
