@@ -53,7 +53,7 @@ import logging
 import os
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.ecs import EcsHook
@@ -81,6 +81,10 @@ MAX_OVERRIDES_BYTES = 8192
 HOLDER_START_TIMEOUT_S = 900.0
 HOLDER_TASK_ID = "ecs.start_snapshot_holder"
 SECRET_NAMES = {"source": "PGMIG_SOURCE_PASSWORD", "target": "PGMIG_TARGET_PASSWORD"}
+#: The CA bundle inside the worker image (include/aws/image.toml, ``ca_bundle``; built in from
+#: include/aws/rds-ca-bundle.pem): the containers' ``sslrootcert``, never the Airflow worker's path.
+CONTAINER_CA_BUNDLE = "/etc/ssl/pg-migration/rds-ca-bundle.pem"
+VERIFYING_SSLMODES = ("verify-ca", "verify-full")
 
 
 # -- settings ------------------------------------------------------------------------------------------
@@ -211,7 +215,7 @@ def requests(
     first), none for ``snapshot`` when the run is not consistent, else one."""
     if isinstance(settings, dict):
         settings = EcsSettings.from_dict(settings)
-    source, target = connections.endpoints(params)
+    source, target = (in_container(e) for e in connections.endpoints(params))
 
     def one(phase: str, unit_id: str | None = None, label: str | None = None, with_logs: bool = True):
         env = worker_env(source, target, run_id, phase, unit_id, with_passwords=False)
@@ -232,6 +236,15 @@ def requests(
     for kw in out:
         log.info("%s: RunTask overrides %s", kw["unit_id"] or phase, json.dumps(kw["overrides"]))
     return out
+
+
+def in_container(endpoint: Endpoint) -> Endpoint:
+    """The endpoint as the container sees it: its ``sslrootcert`` is the image's CA bundle (a path on
+    the Airflow worker means nothing there); client certificate files are not in the image: dropped."""
+    rootcert = endpoint.sslrootcert
+    if rootcert != "system" and (rootcert or endpoint.sslmode in VERIFYING_SSLMODES):
+        rootcert = CONTAINER_CA_BUNDLE
+    return replace(endpoint, sslrootcert=rootcert, sslcert=None, sslkey=None)
 
 
 # -- the operator ------------------------------------------------------------------------------------------
@@ -478,7 +491,10 @@ def preflight(
         settings = resolve(params, rehearsal=rehearsal)
     except ConfigError as exc:
         return [_finding("ecs settings", "blocking", str(exc))]
-    out = [_finding("ecs settings", "ok", settings.describe())]
+    out = [
+        _finding("ecs settings", "ok", settings.describe()),
+        *[_tls_finding(side, e) for side, e in (("source", source), ("target", target))],
+    ]
     if not settings.security_groups:
         out.append(
             _finding(
@@ -504,6 +520,23 @@ def preflight(
     if rehearsal:
         out.append(_check_rehearsal_definition(td, settings, params))
     return out + check_task_definition(td, settings, source, target, source_major)
+
+
+def _tls_finding(side: str, endpoint: Endpoint) -> dict[str, str]:
+    """How the containers reach this side over TLS (:func:`in_container`)."""
+    seen = in_container(endpoint)
+    if endpoint.sslcert or endpoint.sslkey:
+        return _finding(
+            f"ecs {side} tls",
+            "warning",
+            "client certificate files are not in the worker image: the containers omit them",
+        )
+    if seen.sslrootcert == CONTAINER_CA_BUNDLE:
+        return _finding(
+            f"ecs {side} tls", "ok", f"sslmode {seen.sslmode or 'prefer'}, the image's CA bundle {CONTAINER_CA_BUNDLE}"
+        )
+    verified = f"sslrootcert {seen.sslrootcert}" if seen.sslrootcert else "the server's certificate not verified"
+    return _finding(f"ecs {side} tls", "ok", f"sslmode {seen.sslmode or 'prefer'}, {verified}")
 
 
 def _check_rehearsal_definition(td: dict[str, Any], settings: EcsSettings, params: dict[str, Any]) -> dict[str, str]:
