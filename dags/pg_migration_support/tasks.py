@@ -57,9 +57,11 @@ def preflight(source, target, inventory: dict[str, Any], params: dict[str, Any],
     if is_rehearsal:
         findings.append(rehearsal.check_target(target, _golive_target()))
     if params.get("runner") == "ecs":
-        from pg_migration_support import ecs  # noqa: PLC0415 - the Amazon provider (boto3) only with runner ecs
+        from pg_migration_support import ecs_preflight  # noqa: PLC0415 - the Amazon provider (boto3) only with runner ecs
 
-        findings = ecs.adjust_local_findings(findings) + ecs.preflight(source, target, params, is_rehearsal)
+        findings = ecs_preflight.adjust_local_findings(findings) + ecs_preflight.preflight(
+            source, target, params, is_rehearsal
+        )
     findings.append(pool_check.check(params))
     if ti is not None:  # the report shows the findings even when this task fails on a blocking one
         ti.xcom_push(key="findings", value=findings)

@@ -95,7 +95,7 @@ def _stack(golive_secret: bool):
 @pytest.mark.parametrize("golive_secret", [False, True], ids=["own-secret", "go-live-secret"])
 def test_preflight_checks_the_rehearsal_task_definition(golive_secret, monkeypatch):
     from moto import mock_aws
-    from pg_migration_support import ecs
+    from pg_migration_support import ecs_preflight
 
     from tests.aws.conftest import _aws_env
 
@@ -104,8 +104,8 @@ def test_preflight_checks_the_rehearsal_task_definition(golive_secret, monkeypat
         stack = _stack(golive_secret)
         for k, v in {**stack.env, "PG_MIGRATION_ECS_POLL_SECONDS": "0"}.items():
             monkeypatch.setenv(k, v)
-        findings = {f["check"]: f for f in ecs.preflight(SOURCE, REHEARSAL, {}, rehearsal=True)}
-        golive_findings = {f["check"]: f for f in ecs.preflight(SOURCE, GOLIVE, {})}
+        findings = {f["check"]: f for f in ecs_preflight.preflight(SOURCE, REHEARSAL, {}, rehearsal=True)}
+        golive_findings = {f["check"]: f for f in ecs_preflight.preflight(SOURCE, GOLIVE, {})}
     secret = findings["ecs rehearsal secret"]
     assert secret["verdict"] == ("blocking" if golive_secret else "ok"), secret
     if golive_secret:

@@ -23,7 +23,7 @@ def _overrides_env(kw: dict) -> dict[str, str]:
 
 
 def test_overrides_carry_the_images_ca_bundle_not_the_workers_path(monkeypatch):
-    from pg_migration_support import ecs
+    from pg_migration_support import ecs, ecs_preflight
 
     local_ca = "/home/airflow/certs/rds-global-bundle.pem"
     monkeypatch.setenv("AIRFLOW_CONN_PG_SOURCE", "postgresql://u:p@db.source.example:5432/warehouse?sslmode=require")
@@ -44,7 +44,7 @@ def test_overrides_carry_the_images_ca_bundle_not_the_workers_path(monkeypatch):
     assert ecs.in_container(bare).sslrootcert == ecs.CONTAINER_CA_BUNDLE
     system = Endpoint("aurora.example", sslmode="verify-full", sslrootcert="system", label="target")
     assert ecs.in_container(system).sslrootcert == "system"
-    findings = {f["check"]: f for f in [ecs._tls_finding("target", Endpoint("h", sslcert="/x", label="t"))]}
+    findings = {f["check"]: f for f in [ecs_preflight._tls_finding("target", Endpoint("h", sslcert="/x", label="t"))]}
     assert findings["ecs target tls"]["verdict"] == "warning"
 
 
