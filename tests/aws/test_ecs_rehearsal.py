@@ -119,7 +119,7 @@ def test_preflight_checks_the_rehearsal_task_definition(golive_secret, monkeypat
     assert "pg-migration-worker:" in golive_findings["ecs container"]["detail"]
 
 
-@pytest.mark.slow  # 245 s on the shared 2-core machine (a whole DAG run under `dags test`): make test-slow
+@pytest.mark.slow  # 52-245 s on the shared 2-core machine (a whole DAG run under `dags test`): make test-slow
 def test_rehearsal_runs_on_ecs_end_to_end(demo_pair, dag_runner, airflow_home, moto_server, monkeypatch):
     """``pg_migration_rehearsal`` with no conf: runner ecs by default, the rehearsal task definition,
     the rehearsal target; the go-live target untouched; the report as go-live's."""
