@@ -47,6 +47,8 @@ test: venv pg
 	"$(VPY)" -m pytest -q
 
 test-slow: venv pg
+	@# the image-tree test (tests/aws/test_image_tree.py) builds with mmdebstrap (root; Debian's package)
+	@command -v mmdebstrap >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || apt-get install -y -q mmdebstrap >/dev/null
 	"$(VPY)" -m pytest -q -m "slow or kill"
 
 lint: venv

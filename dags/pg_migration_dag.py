@@ -74,6 +74,7 @@ def build_migration_dag(
     *,
     schedule=None,
     target_conn_id: str = "pg_target",
+    runner: str = "local",
     doc_md: str = __doc__,
     tags: tuple[str, ...] = ("pg-migration",),
     is_paused_upon_creation: bool | None = None,
@@ -85,7 +86,7 @@ def build_migration_dag(
         catchup=False,
         max_active_runs=1,
         is_paused_upon_creation=is_paused_upon_creation,
-        params={**migration_params(target_conn_id), **replication_params()},
+        params={**migration_params(target_conn_id, runner), **replication_params()},
         default_args=DEFAULT_ARGS,
         doc_md=doc_md,
         tags=list(tags),
@@ -158,9 +159,10 @@ def build_migration_dag(
 
         # runner ecs: the same phases as Fargate tasks of the same worker (pg_migration_support/ecs.py)
         @task(retries=0)
-        def settings(params=None):
-            """This run's ECS settings (the ecs_* params, else $PG_MIGRATION_ECS_*): fails naming what is missing."""
-            return ecs.resolve(params).to_dict()
+        def settings(params=None, dag=None):
+            """This run's ECS settings (the ecs_* params, else $PG_MIGRATION_ECS_*): fails naming what is missing.
+            The rehearsal runs its own task definition (ecs_rehearsal_task_definition)."""
+            return ecs.resolve(params, rehearsal=dag.dag_id == run_order.REHEARSAL_DAG_ID).to_dict()
 
         @task(retries=0)
         def requests(ecs_settings: dict, planned: dict, phase: str, params=None, run_id=None):
@@ -277,7 +279,8 @@ if _parsing_for in (None, run_order.REHEARSAL_DAG_ID):
     pg_migration_rehearsal = build_migration_dag(
         run_order.REHEARSAL_DAG_ID,
         schedule=rehearsal.rehearsal_timetable(),
-        target_conn_id=rehearsal.REHEARSAL_TARGET_CONN_ID,
+        target_conn_id=rehearsal.rehearsal_target_conn_id(),
+        runner=rehearsal.rehearsal_runner(),
         doc_md=rehearsal.DOC,
         tags=("pg-migration", "rehearsal"),
         is_paused_upon_creation=True,

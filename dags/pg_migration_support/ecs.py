@@ -10,8 +10,9 @@ task definition of ``include/aws/pg-migration.yaml``. What travels where:
   table list (the worker reads its unit's definition from the target's ``_pg_migration.units``);
 * **passwords**: only the task definition's ``secrets`` (Secrets Manager ARNs mapped to
   ``PGMIG_SOURCE_PASSWORD`` / ``PGMIG_TARGET_PASSWORD``), resolved by ECS when the container starts.
-  Airflow never reads them: :func:`preflight` checks that the definition names them, and that the
-  servers/users its plain environment names are the ones the Airflow connections name.
+  Airflow never reads them: :func:`pg_migration_support.ecs_preflight.preflight` checks that the
+  definition names them, and that the servers/users its plain environment names are the ones the
+  Airflow connections name.
 
 Settings (DAG params that default to null, resolved at run time, in a task, from the Airflow worker's
 environment; see :data:`pg_migration_support.params.SETTINGS` and ``include/aws/README.md``):
@@ -23,6 +24,7 @@ param                               environment variable      default
 ``ecs_region``                      PG_MIGRATION_ECS_REGION        the AWS connection's region
 ``ecs_cluster``                     PG_MIGRATION_ECS_CLUSTER       required
 ``ecs_task_definition``             PG_MIGRATION_ECS_TASK_DEFINITION  required (family[:revision] or ARN)
+``ecs_rehearsal_task_definition``   PG_MIGRATION_ECS_REHEARSAL_TASK_DEFINITION  the rehearsal DAG's (required there)
 ``ecs_container``                   PG_MIGRATION_ECS_CONTAINER     ``pg-migration-worker``
 ``ecs_subnets``                     PG_MIGRATION_ECS_SUBNETS       required (comma-separated in the env)
 ``ecs_security_groups``             PG_MIGRATION_ECS_SECURITY_GROUPS  none (the VPC's default group)
@@ -52,7 +54,7 @@ import logging
 import os
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.ecs import EcsHook
@@ -79,6 +81,10 @@ MAX_OVERRIDES_BYTES = 8192
 HOLDER_START_TIMEOUT_S = 900.0
 HOLDER_TASK_ID = "ecs.start_snapshot_holder"
 SECRET_NAMES = {"source": "PGMIG_SOURCE_PASSWORD", "target": "PGMIG_TARGET_PASSWORD"}
+#: The CA bundle inside the worker image (include/aws/image.toml, ``ca_bundle``; built in from
+#: include/aws/rds-ca-bundle.pem): the containers' ``sslrootcert``, never the Airflow worker's path.
+CONTAINER_CA_BUNDLE = "/etc/ssl/pg-migration/rds-ca-bundle.pem"
+VERIFYING_SSLMODES = ("verify-ca", "verify-full")
 
 
 # -- settings ------------------------------------------------------------------------------------------
@@ -90,6 +96,7 @@ class EcsSettings:
     region: str | None
     cluster: str
     task_definition: str
+    rehearsal_task_definition: str | None
     container: str
     subnets: tuple[str, ...]
     security_groups: tuple[str, ...]
@@ -138,8 +145,9 @@ class EcsSettings:
         )
 
 
-def resolve(params: dict[str, Any], environ: dict[str, str] | None = None) -> EcsSettings:
-    """The ECS settings of a run: the param if set, else ``$PG_MIGRATION_ECS_*``, else the default."""
+def resolve(params: dict[str, Any], environ: dict[str, str] | None = None, rehearsal: bool = False) -> EcsSettings:
+    """The ECS settings of a run: the param if set, else ``$PG_MIGRATION_ECS_*``, else the default.
+    ``rehearsal``: the run's task definition is the rehearsal one (required)."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     missing = []
@@ -152,7 +160,7 @@ def resolve(params: dict[str, Any], environ: dict[str, str] | None = None) -> Ec
                 value = [v.strip() for v in re.split(r"[,\s]+", value) if v.strip()]
         if value in (None, []):
             value = s.default
-        if s.required and value in (None, "", []):
+        if s.required and value in (None, "", []) and not (rehearsal and s.name == "task_definition"):
             missing.append(f"{s.param} (or ${s.env})")
         if s.kind == "list":
             value = tuple(value or ())
@@ -162,8 +170,12 @@ def resolve(params: dict[str, Any], environ: dict[str, str] | None = None) -> Ec
             except ValueError:
                 raise ConfigError(f"{s.param} / ${s.env} must be an integer, got {value!r}") from None
         values[s.name] = value
+    if rehearsal:
+        values["task_definition"] = values["rehearsal_task_definition"]
+        if not values["task_definition"]:
+            missing.append("ecs_rehearsal_task_definition (or $PG_MIGRATION_ECS_REHEARSAL_TASK_DEFINITION)")
     if missing:
-        raise ConfigError("runner ecs needs: " + ", ".join(missing))
+        raise ConfigError(f"runner ecs{' (rehearsal)' if rehearsal else ''} needs: " + ", ".join(missing))
     public_ip = str(values["assign_public_ip"]).upper()
     public_ip = {"TRUE": "ENABLED", "FALSE": "DISABLED"}.get(public_ip, public_ip)
     if public_ip not in ("ENABLED", "DISABLED"):
@@ -203,7 +215,7 @@ def requests(
     first), none for ``snapshot`` when the run is not consistent, else one."""
     if isinstance(settings, dict):
         settings = EcsSettings.from_dict(settings)
-    source, target = connections.endpoints(params)
+    source, target = (in_container(e) for e in connections.endpoints(params))
 
     def one(phase: str, unit_id: str | None = None, label: str | None = None, with_logs: bool = True):
         env = worker_env(source, target, run_id, phase, unit_id, with_passwords=False)
@@ -224,6 +236,15 @@ def requests(
     for kw in out:
         log.info("%s: RunTask overrides %s", kw["unit_id"] or phase, json.dumps(kw["overrides"]))
     return out
+
+
+def in_container(endpoint: Endpoint) -> Endpoint:
+    """The endpoint as the container sees it: its ``sslrootcert`` is the image's CA bundle (a path on
+    the Airflow worker means nothing there); client certificate files are not in the image: dropped."""
+    rootcert = endpoint.sslrootcert
+    if rootcert != "system" and (rootcert or endpoint.sslmode in VERIFYING_SSLMODES):
+        rootcert = CONTAINER_CA_BUNDLE
+    return replace(endpoint, sslrootcert=rootcert, sslcert=None, sslkey=None)
 
 
 # -- the operator ------------------------------------------------------------------------------------------
@@ -406,7 +427,7 @@ def wait_for_snapshot(params: dict[str, Any], run_id: str, dag_id: str, timeout_
     if not params["consistent"]:
         log.info("consistent=false: every unit takes its own snapshot")
         return None
-    settings = resolve(params)
+    settings = resolve(params, rehearsal=dag_id == run_order.REHEARSAL_DAG_ID)
     _, target = connections.endpoints(params)
     ecs = _ecs_client(settings)
     started_by = holder_started_by(dag_id, run_id)
@@ -442,7 +463,7 @@ def wait_for_snapshot(params: dict[str, Any], run_id: str, dag_id: str, timeout_
 def stop_snapshot_holder(params: dict[str, Any], run_id: str, dag_id: str) -> None:
     """Stop a holder task still running after the release (best effort; ``cleanup`` calls it)."""
     try:
-        settings = resolve(params)
+        settings = resolve(params, rehearsal=dag_id == run_order.REHEARSAL_DAG_ID)
         ecs = _ecs_client(settings)
         arns = ecs.list_tasks(
             cluster=settings.cluster, startedBy=holder_started_by(dag_id, run_id), desiredStatus="RUNNING"
@@ -452,188 +473,3 @@ def stop_snapshot_holder(params: dict[str, Any], run_id: str, dag_id: str) -> No
             log.info("stopped the snapshot holder task %s", arn)
     except Exception as exc:  # noqa: BLE001 - cleanup never fails the run; the holder ends after max hold
         log.warning("cleanup: cannot check/stop the ECS snapshot holder: %s", exc)
-
-
-# -- pre-flight ---------------------------------------------------------------------------------------------
-
-
-def _finding(check: str, verdict: str, detail: str) -> dict[str, str]:
-    return {"check": check, "verdict": verdict, "detail": detail}
-
-
-def preflight(source: Endpoint, target: Endpoint, params: dict[str, Any]) -> list[dict[str, str]]:
-    """Settings and task definition, compared with the Airflow connections (no secret is read)."""
-    try:
-        settings = resolve(params)
-    except ConfigError as exc:
-        return [_finding("ecs settings", "blocking", str(exc))]
-    out = [_finding("ecs settings", "ok", settings.describe())]
-    if not settings.security_groups:
-        out.append(
-            _finding(
-                "ecs security groups",
-                "warning",
-                "none set: tasks get the VPC's default security group (the stack creates one for the worker)",
-            )
-        )
-    try:
-        definition = _ecs_client(settings).describe_task_definition(taskDefinition=settings.task_definition)
-    except Exception as exc:  # noqa: BLE001 - name what failed; the run stops before writing anything
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return out + [
-            _finding("ecs task definition", "blocking", f"cannot describe {settings.task_definition!r}: {first}")
-        ]
-    source_major = None
-    try:
-        with source.connect("pg_migration preflight", autocommit=True) as conn:
-            source_major = conn.info.server_version // 10000
-    except MigrationError:
-        pass  # the library's pre-flight already reported the connection
-    return out + check_task_definition(definition["taskDefinition"], settings, source, target, source_major)
-
-
-def check_task_definition(
-    td: dict[str, Any],
-    settings: EcsSettings,
-    source: Endpoint,
-    target: Endpoint,
-    source_major: int | None = None,
-) -> list[dict[str, str]]:
-    """Findings for a DescribeTaskDefinition result (pure: unit-testable without AWS)."""
-    name = f"{td.get('family')}:{td.get('revision')}"
-    out: list[dict[str, str]] = []
-    compat = td.get("requiresCompatibilities") or td.get("compatibilities") or []
-    if "FARGATE" not in compat or td.get("networkMode") != "awsvpc":
-        out.append(
-            _finding(
-                "ecs task definition",
-                "blocking",
-                f"{name} is not a Fargate definition (compatibilities {compat}, network mode {td.get('networkMode')})",
-            )
-        )
-    containers = {c.get("name"): c for c in td.get("containerDefinitions") or []}
-    container = containers.get(settings.container)
-    if container is None:
-        return out + [
-            _finding(
-                "ecs container",
-                "blocking",
-                f"{name} has no container {settings.container!r} (it has {', '.join(sorted(containers))})",
-            )
-        ]
-    out.append(
-        _finding("ecs container", "ok", f"{name} container {settings.container!r} image {container.get('image')}")
-    )
-
-    environment = {e["name"]: e.get("value", "") for e in container.get("environment") or []}
-    secrets = {s["name"]: s.get("valueFrom", "") for s in container.get("secrets") or []}
-    plain = sorted(k for k in environment if k.endswith("_PASSWORD"))
-    if plain:
-        out.append(
-            _finding(
-                "ecs secrets",
-                "blocking",
-                f"{name} has {', '.join(plain)} in its plain environment: put passwords in `secrets` (Secrets Manager)",
-            )
-        )
-    for side, endpoint in (("source", source), ("target", target)):
-        secret = SECRET_NAMES[side]
-        if secret in secrets:
-            if not td.get("executionRoleArn"):
-                out.append(
-                    _finding("ecs secrets", "blocking", f"{name} maps {secret} but has no execution role to read it")
-                )
-            else:
-                out.append(_finding("ecs secrets", "ok", f"{secret} from {_secret_name(secrets[secret])}"))
-        elif endpoint.password:
-            out.append(
-                _finding(
-                    "ecs secrets",
-                    "blocking",
-                    f"the {side} connection has a password but {name} maps no {secret} in its `secrets`: "
-                    "the worker could not log in",
-                )
-            )
-        else:
-            out.append(_finding("ecs secrets", "ok", f"no {secret}: the {side} connection has no password either"))
-        out.append(_compare_endpoint(name, side, endpoint, environment))
-
-    out += _check_logs(name, container, settings)
-    image = str(container.get("image") or "")
-    m = re.search(r":pg(\d+)(?:[.-]|$)", image)
-    if m and source_major and int(m.group(1)) < source_major:
-        out.append(
-            _finding(
-                "ecs image",
-                "blocking",
-                f"image {image} has pg_dump {m.group(1)}, older than the source ({source_major}): "
-                f"build it with --build-arg PG_MAJOR={source_major}",
-            )
-        )
-    return out
-
-
-def _secret_name(value_from: str) -> str:
-    """The secret's name without its random suffix, JSON key or version (no value is ever read)."""
-    parts = value_from.split(":")
-    if len(parts) >= 7 and parts[2] == "secretsmanager":
-        return parts[6] + (f" (key {parts[7]})" if len(parts) > 7 and parts[7] else "")
-    return value_from.rsplit("/", 1)[-1]
-
-
-def _compare_endpoint(name: str, side: str, endpoint: Endpoint, environment: dict[str, str]) -> dict[str, str]:
-    """The definition's plain settings say which server/user its secret is for: they must match."""
-    prefix = f"PGMIG_{side.upper()}_"
-    want = {"HOST": endpoint.host, "PORT": str(endpoint.port), "USER": endpoint.user}
-    have = {k: environment[prefix + k] for k in want if prefix + k in environment}
-    if not have:
-        return _finding(
-            f"ecs {side} endpoint",
-            "warning",
-            f"{name} does not name the {side} server ({prefix}HOST/PORT/USER): cannot check that its "
-            f"password secret is for {endpoint.describe()} (the stack sets them)",
-        )
-    diff = [f"{prefix}{k}={have[k]!r} but the connection has {want[k]!r}" for k in have if have[k] != want[k]]
-    if diff:
-        return _finding(
-            f"ecs {side} endpoint",
-            "blocking",
-            f"{name} is set up for another {side}: " + "; ".join(diff) + " (its password secret would not match)",
-        )
-    return _finding(f"ecs {side} endpoint", "ok", f"{name} names the same {side}: {', '.join(sorted(have))} match")
-
-
-def _check_logs(name: str, container: dict[str, Any], settings: EcsSettings) -> list[dict[str, str]]:
-    conf = container.get("logConfiguration") or {}
-    options = conf.get("options") or {}
-    problems = []
-    if conf.get("logDriver") != "awslogs":
-        problems.append(f"log driver {conf.get('logDriver')!r} (awslogs needed)")
-    if options.get("awslogs-group") != settings.log_group:
-        problems.append(f"awslogs-group {options.get('awslogs-group')!r} but ecs_log_group is {settings.log_group!r}")
-    if options.get("awslogs-stream-prefix") != settings.log_stream_prefix:
-        problems.append(
-            f"awslogs-stream-prefix {options.get('awslogs-stream-prefix')!r} but ecs_log_stream_prefix is "
-            f"{settings.log_stream_prefix!r}"
-        )
-    if settings.region and options.get("awslogs-region") not in (None, settings.region):
-        problems.append(f"awslogs-region {options.get('awslogs-region')!r} but ecs_region is {settings.region!r}")
-    if problems:
-        return [
-            _finding(
-                "ecs logs",
-                "blocking",
-                f"{name}: " + "; ".join(problems) + " -- the tasks could not read their containers' logs",
-            )
-        ]
-    return [_finding("ecs logs", "ok", f"{settings.log_group} / {settings.log_stream_prefix}/{settings.container}/…")]
-
-
-def adjust_local_findings(findings: list[dict[str, str]]) -> list[dict[str, str]]:
-    """With runner ecs, the pg_dump of the Airflow worker is not used: the image's is."""
-    out = []
-    for f in findings:
-        if f["check"] == "pg_dump":
-            f = {**f, "verdict": "ok", "detail": f"runner ecs: the worker image's pg_dump runs (here: {f['detail']})"}
-        out.append(f)
-    return out

@@ -59,8 +59,8 @@ def connection_params(target_conn_id: str = "pg_target") -> dict[str, Param]:
     }
 
 
-def migration_params(target_conn_id: str = "pg_target") -> dict[str, Param]:
-    """The trigger form of ``pg_migration`` (and, with another target, of the rehearsal DAG)."""
+def migration_params(target_conn_id: str = "pg_target", runner: str = "local") -> dict[str, Param]:
+    """The trigger form of ``pg_migration`` (and, with another target and runner, of the rehearsal DAG)."""
     return {
         **connection_params(target_conn_id),
         "schemas": Param(
@@ -102,7 +102,7 @@ def migration_params(target_conn_id: str = "pg_target") -> dict[str, Param]:
             description="The definition is migrated, no row: validation expects 0 rows on the target.",
         ),
         "runner": Param(
-            "local",
+            runner,
             type="string",
             enum=["local", "ecs"],
             title="Runner",
@@ -338,6 +338,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Task definition",
         "Family, family:revision or ARN of the worker's task definition (stack output).",
         required=True,
+    ),
+    Setting(
+        "rehearsal_task_definition",
+        None,
+        "string",
+        "Rehearsal task definition",
+        "The rehearsal DAG's task definition (its own target and secret; stack output EcsRehearsalTaskDefinition).",
     ),
     Setting("container", "pg-migration-worker", "string", "Container name", "The worker's container."),
     Setting("subnets", None, "list", "Subnets", "Private subnets that reach source and target.", required=True),

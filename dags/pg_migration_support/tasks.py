@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from include.pg_migration import catalog, run_order, selection, state
-from include.pg_migration.errors import MigrationError, PlanError
+from include.pg_migration.errors import ConfigError, MigrationError, PlanError
 from include.pg_migration.phases import snapshot as snap
 from include.pg_migration.plan import make_plan, register, validation_groups
 from include.pg_migration.reports import assemble, markdown
 from include.pg_migration.reports import schema as rpt
 from include.pg_migration.runner import local_env, run_local, worker_env
-from pg_migration_support import connections, pool_check
+from pg_migration_support import connections, pool_check, rehearsal
 
 log = logging.getLogger("airflow.task")
 
@@ -55,10 +55,15 @@ def preflight(source, target, inventory: dict[str, Any], params: dict[str, Any],
     from include.pg_migration import preflight as pf  # noqa: PLC0415 - only this task runs the pre-flight
 
     findings = pf.run(source, target, inventory, params)
+    is_rehearsal = getattr(ti, "dag_id", None) == run_order.REHEARSAL_DAG_ID
+    if is_rehearsal:
+        findings.append(rehearsal.check_target(target, _golive_target()))
     if params.get("runner") == "ecs":
-        from pg_migration_support import ecs  # noqa: PLC0415 - the Amazon provider (boto3) only with runner ecs
+        from pg_migration_support import ecs_preflight  # noqa: PLC0415 - the Amazon provider (boto3) only with runner ecs
 
-        findings = ecs.adjust_local_findings(findings) + ecs.preflight(source, target, params)
+        findings = ecs_preflight.adjust_local_findings(findings) + ecs_preflight.preflight(
+            source, target, params, is_rehearsal
+        )
     findings.append(pool_check.check(params))
     if ti is not None:  # the report shows the findings even when this task fails on a blocking one
         ti.xcom_push(key="findings", value=findings)
@@ -72,6 +77,14 @@ def preflight(source, target, inventory: dict[str, Any], params: dict[str, Any],
             + "; ".join(f"{f['check']}: {f['detail']}" for f in blocking)
         )
     return findings
+
+
+def _golive_target():
+    """The go-live DAG's target connection, if this Airflow has it (a rehearsal compares with it)."""
+    try:
+        return connections.endpoint(rehearsal.GOLIVE_TARGET_CONN_ID, "go-live target")
+    except ConfigError:
+        return None
 
 
 def plan(source, target, inventory: dict[str, Any], params: dict[str, Any], run_id: str, dag_id: str) -> dict[str, Any]:

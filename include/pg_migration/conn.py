@@ -92,6 +92,21 @@ class Endpoint:
     def with_dbname(self, dbname: str) -> Endpoint:
         return replace(self, dbname=dbname)
 
+    def check_tls_files(self) -> None:
+        """The TLS files this endpoint names exist and are readable here (a clear error, naming the path,
+        instead of libpq's or a silently unverified session). ``sslrootcert=system`` is libpq's own store."""
+        for key in ("sslrootcert", "sslcert", "sslkey"):
+            path = getattr(self, key)
+            if not path or (key == "sslrootcert" and path == "system"):
+                continue
+            try:
+                with open(path, "rb") as f:
+                    f.read(1)
+            except FileNotFoundError:
+                raise ConfigError(f"{self.describe()}: {key} {path} does not exist") from None
+            except OSError as exc:
+                raise ConfigError(f"{self.describe()}: {key} {path} is not readable ({exc.strerror or exc})") from None
+
     # -- using it --------------------------------------------------------------------------------
     def conninfo(self, application_name: str = "pg_migration") -> dict[str, Any]:
         info: dict[str, Any] = {

@@ -10,7 +10,8 @@ It is configured by environment only (nothing secret ever in argv):
                             ``_pg_migration.units`` by run id + unit id
 ``PGMIG_UNIT_ID``           the unit (phase ``data``)
 ``PGMIG_SOURCE_HOST``       source endpoint; also ``_PORT``, ``_DBNAME``, ``_USER``,
-                            ``_SSLMODE``, ``_SSLROOTCERT`` (non-secret: fine in ECS overrides)
+                            ``_SSLMODE``, ``_SSLROOTCERT`` (non-secret: fine in ECS overrides;
+                            a missing or unreadable ``_SSLROOTCERT`` file: exit 2, naming the path)
 ``PGMIG_SOURCE_PASSWORD``   secret: from the local runner's environment, or from the ECS task
                             definition's ``secrets`` (Secrets Manager) -- never an override
 ``PGMIG_TARGET_*``          the same for the target
@@ -71,6 +72,8 @@ def main() -> int:
             raise ConfigError("PGMIG_RUN_ID is not set")
         source = Endpoint.from_env("PGMIG_SOURCE", "source")
         target = Endpoint.from_env("PGMIG_TARGET", "target")
+        source.check_tls_files()  # a missing or unreadable CA bundle fails the phase, naming the path
+        target.check_tls_files()
         app = phase_tag(run_id, phase)
         # A phase's module is imported only when that phase runs: each worker loads only its own phase's code.
         if phase == SNAPSHOT:

@@ -53,8 +53,13 @@ def deploy_stack(
     target_port: int,
     target_user: str,
     target_password: str,
+    rehearsal: tuple[str, int, str, str] | None = None,
+    rehearsal_secret_arn: str | None = None,
 ) -> Stack:
-    """Create the network and the two password secrets, then deploy include/aws/pg-migration.yaml."""
+    """Create the network and the two password secrets, then deploy include/aws/pg-migration.yaml.
+
+    ``rehearsal`` (host, port, user, password): also the rehearsal task definition, with its own
+    target secret (``rehearsal_secret_arn``: map that secret instead, e.g. the go-live one)."""
     vpc = c["ec2"].create_vpc(CidrBlock="10.80.0.0/16")["Vpc"]["VpcId"]
     c["ec2"].modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})  # moto: awsvpc tasks need it
     subnet = c["ec2"].create_subnet(VpcId=vpc, CidrBlock="10.80.1.0/24")["Subnet"]["SubnetId"]
@@ -78,6 +83,21 @@ def deploy_stack(
         "TargetPasswordSecretArn": tgt_secret,
         "WorkerImageTag": "pg15-test",
     }
+    secrets = {"source": src_secret, "target": tgt_secret}
+    if rehearsal:
+        host, port, user, password = rehearsal
+        secrets["rehearsal"] = (
+            rehearsal_secret_arn
+            or c["secretsmanager"].create_secret(
+                Name="rds!cluster-aurora-rehearsal", SecretString=json.dumps({"username": user, "password": password})
+            )["ARN"]
+        )
+        params.update(
+            RehearsalTargetHost=host,
+            RehearsalTargetPort=str(port),
+            RehearsalTargetUser=user,
+            RehearsalTargetPasswordSecretArn=secrets["rehearsal"],
+        )
     cfn = c["cloudformation"]
     cfn.create_stack(
         StackName="pg-migration",
@@ -102,12 +122,22 @@ def deploy_stack(
         if "LogicalResourceId" in r
     }
     role_arn = {n: c["iam"].get_role(RoleName=resources[n])["Role"]["Arn"] for n in ("ExecutionRole", "TaskRole")}
-    registered = c["ecs"].describe_task_definition(taskDefinition=env["PG_MIGRATION_ECS_TASK_DEFINITION"])
+    families = [env["PG_MIGRATION_ECS_TASK_DEFINITION"]]
+    if rehearsal:
+        families.append(env["PG_MIGRATION_ECS_REHEARSAL_TASK_DEFINITION"])
+    for family in families:
+        _register_as_fargate(c, family, role_arn)
+    td = c["ecs"].describe_task_definition(taskDefinition=env["PG_MIGRATION_ECS_TASK_DEFINITION"])["taskDefinition"]
+    return Stack(env=env, outputs=outputs, task_definition=td, secrets=secrets)
+
+
+def _register_as_fargate(c: dict[str, Any], family: str, role_arn: dict[str, str]) -> None:
+    registered = c["ecs"].describe_task_definition(taskDefinition=family)
     containers = registered["taskDefinition"]["containerDefinitions"]
     for cd in containers:
         cd["memory"] = 4096
     c["ecs"].register_task_definition(
-        family=env["PG_MIGRATION_ECS_TASK_DEFINITION"],
+        family=family,
         networkMode="awsvpc",
         requiresCompatibilities=["FARGATE"],
         cpu="1024",
@@ -117,8 +147,6 @@ def deploy_stack(
         runtimePlatform={"operatingSystemFamily": "LINUX", "cpuArchitecture": "X86_64"},
         containerDefinitions=containers,
     )
-    td = c["ecs"].describe_task_definition(taskDefinition=env["PG_MIGRATION_ECS_TASK_DEFINITION"])["taskDefinition"]
-    return Stack(env=env, outputs=outputs, task_definition=td, secrets={"source": src_secret, "target": tgt_secret})
 
 
 def aws_conn(endpoint_url: str | None = None) -> str:

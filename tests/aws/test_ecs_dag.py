@@ -17,6 +17,7 @@ import time
 
 from tests.aws.conftest import aws_conn, clients, deploy_stack
 from tests.aws.fakes import FakeFargate, run_worker
+from tests.aws.test_ecs_rehearsal import REPORT_PHASES
 from tests.conftest import assert_equal_data
 
 
@@ -60,6 +61,7 @@ def test_runner_ecs_migrates_the_demo_warehouse(demo_pair, dag_runner, airflow_h
     (airflow_home / "ecs-end-to-end.log").write_text(result.output)
     assert result.state == "success", f"see {airflow_home / 'ecs-end-to-end.log'}\n" + result.output[-4000:]
     assert result.report()["verdict"] == "passed"
+    assert set(result.report()["phases"]) == REPORT_PHASES  # what the ECS rehearsal's report shows too
     with demo_pair.source_su() as s, demo_pair.target_su() as t:
         assert_equal_data(s, t)
     assert "[DAG TEST] running trigger in line" in result.output  # the deferrable path ran

@@ -67,12 +67,12 @@ def test_overrides_refuse_passwords_and_oversize():
 
 
 def test_preflight_accepts_the_deployed_stack(stack, monkeypatch):
-    from pg_migration_support import ecs
+    from pg_migration_support import ecs_preflight
 
     # the source on a closed port: the image-version check is skipped, nothing waits
     source = Endpoint("db.source.example", 5432, "warehouse", "postgres", SOURCE_PW, label="source")
     monkeypatch.setattr(Endpoint, "connect", _refuse)
-    findings = ecs.preflight(source, TARGET, {})
+    findings = ecs_preflight.preflight(source, TARGET, {})
     assert blocking(findings) == {}, findings
     checks = {f["check"] for f in findings}
     assert {
@@ -95,12 +95,12 @@ def _refuse(self, *a, **k):
 
 
 def test_preflight_blocks_a_missing_setting_or_definition(stack, monkeypatch):
-    from pg_migration_support import ecs
+    from pg_migration_support import ecs_preflight
 
     monkeypatch.delenv("PG_MIGRATION_ECS_SUBNETS")
-    assert "ecs settings" in blocking(ecs.preflight(SOURCE, TARGET, {}))
+    assert "ecs settings" in blocking(ecs_preflight.preflight(SOURCE, TARGET, {}))
     monkeypatch.setattr(Endpoint, "connect", _refuse)
-    found = blocking(ecs.preflight(SOURCE, TARGET, {"ecs_subnets": ["s"], "ecs_task_definition": "nope"}))
+    found = blocking(ecs_preflight.preflight(SOURCE, TARGET, {"ecs_subnets": ["s"], "ecs_task_definition": "nope"}))
     assert "cannot describe 'nope'" in found["ecs task definition"]
 
 
@@ -129,30 +129,30 @@ def test_preflight_blocks_a_missing_setting_or_definition(stack, monkeypatch):
     ],
 )
 def test_preflight_blocks_a_definition_for_other_servers(stack, change, check, words):
-    from pg_migration_support import ecs
+    from pg_migration_support import ecs, ecs_preflight
 
     td = copy.deepcopy(stack.task_definition)
     settings = ecs.resolve({})
     change(td, settings)
-    found = blocking(ecs.check_task_definition(td, settings, SOURCE, TARGET, source_major=15))
+    found = blocking(ecs_preflight.check_task_definition(td, settings, SOURCE, TARGET, source_major=15))
     assert check in found and words in found[check], found
 
 
 def test_preflight_warns_when_the_definition_names_no_server(stack):
-    from pg_migration_support import ecs
+    from pg_migration_support import ecs, ecs_preflight
 
     td = copy.deepcopy(stack.task_definition)
     td["containerDefinitions"][0]["environment"] = []
-    findings = ecs.check_task_definition(td, ecs.resolve({}), SOURCE, TARGET, source_major=15)
+    findings = ecs_preflight.check_task_definition(td, ecs.resolve({}), SOURCE, TARGET, source_major=15)
     assert blocking(findings) == {}
     assert {f["check"] for f in findings if f["verdict"] == "warning"} == {"ecs source endpoint", "ecs target endpoint"}
 
 
 def test_with_runner_ecs_the_airflow_workers_pg_dump_does_not_block():
-    from pg_migration_support import ecs
+    from pg_migration_support import ecs_preflight
 
     findings = [{"check": "pg_dump", "verdict": "blocking", "detail": "no pg_dump >= 15 found"}]
-    (f,) = ecs.adjust_local_findings(findings)
+    (f,) = ecs_preflight.adjust_local_findings(findings)
     assert f["verdict"] == "ok" and "worker image" in f["detail"]
 
 

@@ -75,6 +75,36 @@ def test_task_definition_is_what_the_dag_uses(template):
     )
 
 
+def test_rehearsal_task_definition_is_the_go_live_one_with_its_own_target(template):
+    """Same image, source, roles and logs; its own target host/user and target secret; optional."""
+    res = template["Resources"]
+    golive, rehearsal = res["TaskDefinition"], res["RehearsalTaskDefinition"]
+    assert rehearsal["Condition"] == "HasRehearsal"
+    assert template["Outputs"]["EcsRehearsalTaskDefinition"]["Description"].split()[0] == (
+        "PG_MIGRATION_ECS_REHEARSAL_TASK_DEFINITION"
+    )
+    (g,), (r,) = golive["Properties"]["ContainerDefinitions"], rehearsal["Properties"]["ContainerDefinitions"]
+    assert {k: v for k, v in rehearsal["Properties"].items() if k not in ("Family", "ContainerDefinitions")} == {
+        k: v for k, v in golive["Properties"].items() if k not in ("Family", "ContainerDefinitions")
+    }
+    for key in ("Name", "Image", "LogConfiguration", "Essential"):
+        assert r[key] == g[key], key
+    env = {e["Name"]: e["Value"] for e in r["Environment"]}
+    assert env["PGMIG_TARGET_HOST"] == {"Ref": "RehearsalTargetHost"}
+    assert env["PGMIG_TARGET_USER"] == {"Ref": "RehearsalTargetUser"}
+    assert env["PGMIG_SOURCE_HOST"] == {"Ref": "SourceHost"}
+    secrets = {s["Name"]: s["ValueFrom"] for s in r["Secrets"]}
+    assert secrets["PGMIG_TARGET_PASSWORD"] == {
+        "Fn::If": [
+            "HasRehearsalKey",
+            {"Fn::Sub": "${RehearsalTargetPasswordSecretArn}:${RehearsalTargetPasswordJsonKey}::"},
+            {"Ref": "RehearsalTargetPasswordSecretArn"},
+        ]
+    }
+    golive_secrets = {s["Name"]: s["ValueFrom"] for s in g["Secrets"]}
+    assert secrets["PGMIG_SOURCE_PASSWORD"] == golive_secrets["PGMIG_SOURCE_PASSWORD"]
+
+
 def test_roles_are_least_privilege(template):
     res = template["Resources"]
     assert "Policies" not in res["TaskRole"]["Properties"]  # the container calls no AWS API
