@@ -285,15 +285,7 @@ def unchanged_since_the_cut(src: psycopg.Connection, schema: str, table: str, oi
     try:
         src.execute(sql.SQL("LOCK TABLE ONLY {} IN ACCESS SHARE MODE").format(ident(schema, table)))
         in_snapshot, live = src.execute(catalog.FILENODES, {"oid": oid}).fetchone()
-        if live is None:
-            raise UnitFailed(f"table {schema}.{table}: dropped or replaced on the source after the cut")
-        if live != in_snapshot:
-            raise UnitFailed(
-                f"table {schema}.{table}: rewritten or truncated on the source after the cut (TRUNCATE, a "
-                "rewriting ALTER TABLE, VACUUM FULL, CLUSTER, SET TABLESPACE...): the run's snapshot no "
-                "longer sees its rows, nothing of it was loaded; a new run or resume: true copies it in a "
-                "new snapshot"
-            )
+        small.refuse_if_moved(schema, table, in_snapshot, live)
         yield
         done = True
     finally:

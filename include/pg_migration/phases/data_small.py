@@ -178,6 +178,20 @@ def batches(tables: list[str], size: int) -> Iterator[list[str]]:
         yield tables[i : i + max(1, size)]
 
 
+def refuse_if_moved(schema: str, table: str, in_snapshot: int | None, live: int | None) -> None:
+    """Fail the table's copy when its file is not the one the run's snapshot reads (``live`` None: the
+    table is gone). Shared by the one-table path (:mod:`.data`) and the batches."""
+    if live is None:
+        raise UnitFailed(f"table {schema}.{table}: dropped or replaced on the source after the cut")
+    if live != in_snapshot:
+        raise UnitFailed(
+            f"table {schema}.{table}: rewritten or truncated on the source after the cut (TRUNCATE, a "
+            "rewriting ALTER TABLE, VACUUM FULL, CLUSTER, SET TABLESPACE...): the run's snapshot no "
+            "longer sees its rows, nothing of it was loaded; a new run or resume: true copies it in a "
+            "new snapshot"
+        )
+
+
 @contextlib.contextmanager
 def unchanged_since_the_cut(src: psycopg.Connection, schema: str, tables: dict[str, int]) -> Iterator[None]:
     """data.unchanged_since_the_cut for a batch ``{table: oid}``: one savepoint, one LOCK, one check;
@@ -189,15 +203,7 @@ def unchanged_since_the_cut(src: psycopg.Connection, schema: str, tables: dict[s
         files = {r[0]: (r[1], r[2]) for r in src.execute(BATCH_FILENODES, {"oids": list(tables.values())})}
         for table, oid in tables.items():
             in_snapshot, live = files.get(oid, (None, None))
-            if live is None:
-                raise UnitFailed(f"table {schema}.{table}: dropped or replaced on the source after the cut")
-            if live != in_snapshot:
-                raise UnitFailed(
-                    f"table {schema}.{table}: rewritten or truncated on the source after the cut (TRUNCATE, a "
-                    "rewriting ALTER TABLE, VACUUM FULL, CLUSTER, SET TABLESPACE...): the run's snapshot no "
-                    "longer sees its rows, nothing of it was loaded; a new run or resume: true copies it in a "
-                    "new snapshot"
-                )
+            refuse_if_moved(schema, table, in_snapshot, live)
         yield
         done = True
     finally:
